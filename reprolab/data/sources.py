@@ -48,6 +48,8 @@ class LocalSource:
             raise SourceError(f"source folder '{self.root}' does not exist or is not a folder")
         objects = {}
         for path in sorted(self.root.rglob("*")):
+            if path.is_symlink() and not path.exists():
+                raise SourceError(f"cannot read '{path}': it is a broken link")
             if not path.is_file():
                 continue
             key = path.relative_to(self.root).as_posix()
