@@ -1,0 +1,1 @@
+"""CLIP: model construction by name, training loop, embedding API."""
