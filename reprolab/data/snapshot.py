@@ -88,7 +88,7 @@ def update_snapshot(source: Source, snapshot: Path) -> SnapshotUpdate:
     todo = [o for k, o in sorted(wanted.items()) if landed.get(k) != o.tag]
     if len(todo) < len(wanted):
         log.info("resuming interrupted update", extra={"already_staged": len(wanted) - len(todo)})
-    for obj in tqdm(todo, desc=f"fetch {source.url}", unit="obj", disable=len(todo) < 20):
+    for obj in tqdm(todo, desc=f"fetch {source.url}", unit="obj", delay=2):  # bar only if slow
         dest = staging / obj.key
         dest.parent.mkdir(parents=True, exist_ok=True)
         part = dest.with_name(dest.name + ".part")
