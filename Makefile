@@ -13,7 +13,7 @@ export TRANSFORMERS_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 export DVC_NO_ANALYTICS := 1
 
-.PHONY: setup run data repro test test-fast report serve bench clean help
+.PHONY: setup run data repro test test-fast report serve bench profile clean help
 
 help:
 	@echo "make run    - set up, then run the whole pipeline (snapshot + dvc repro) on the embedded default"
@@ -50,6 +50,10 @@ test-fast: setup
 
 bench: setup
 	$(BIN)/python bench/pipeline.py
+
+# Merge params.$(PROFILE).yaml into params.yaml (e.g. PROFILE=production), then `make repro` on a GPU runner.
+profile: setup
+	$(BIN)/python -m reprolab.profiles $(PROFILE)
 
 clean:
 	rm -rf corpus splits models index .pytest_cache

@@ -1,0 +1,43 @@
+"""Applying the production profile: a deep merge into params.yaml that keeps comments and refuses typos."""
+
+from __future__ import annotations
+
+import pytest
+import yaml
+
+from reprolab.errors import ConfigError
+from reprolab.profiles import apply_profile
+
+BASE = """\
+# the embedded default
+fetch:
+  source: samples   # local folder
+  min_image_side: 64
+split:
+  ratios: {train: 0.7, validation: 0.15, test: 0.15}
+"""
+
+
+def test_profile_overrides_only_what_it_names(tmp_path):
+    (tmp_path / "params.yaml").write_text(BASE)
+    (tmp_path / "params.production.yaml").write_text("fetch:\n  source: s3://bucket/upstream\n")
+    apply_profile("production", tmp_path / "params.yaml")
+    text = (tmp_path / "params.yaml").read_text()
+    params = yaml.safe_load(text)
+    assert params["fetch"] == {"source": "s3://bucket/upstream", "min_image_side": 64}
+    assert params["split"]["ratios"]["train"] == 0.7
+    assert "# the embedded default" in text
+
+
+def test_a_profile_section_that_does_not_exist_is_refused(tmp_path):
+    (tmp_path / "params.yaml").write_text(BASE)
+    (tmp_path / "params.production.yaml").write_text("fecth:\n  source: s3://bucket\n")
+    with pytest.raises(ConfigError, match="'fecth'"):
+        apply_profile("production", tmp_path / "params.yaml")
+    assert (tmp_path / "params.yaml").read_text() == BASE
+
+
+def test_a_missing_profile_is_a_clear_error(tmp_path):
+    (tmp_path / "params.yaml").write_text(BASE)
+    with pytest.raises(ConfigError, match="no profile 'staging'"):
+        apply_profile("staging", tmp_path / "params.yaml")
