@@ -14,6 +14,7 @@ from reprolab.config import load_section
 from reprolab.data.corpus import FetchConfig
 from reprolab.data.snapshot import update_snapshot
 from reprolab.data.sources import open_source
+from reprolab.errors import ReprolabError
 from stages.common import SNAPSHOT
 
 log = logging.getLogger("snapshot")
@@ -31,10 +32,14 @@ def main() -> None:
         f"{result.kept} unchanged, {len(result.removed)} removed"
     )
     if not args.no_dvc:
+        from dvc.exceptions import DvcException
         from dvc.repo import Repo
 
-        with Repo(".") as repo:
-            repo.add(str(snapshot))
+        try:
+            with Repo(".") as repo:
+                repo.add(str(snapshot))
+        except DvcException as e:
+            raise ReprolabError(f"`dvc add {snapshot}` failed: {e}") from e
         log.info("recorded in data.dvc", extra={"changed": result.changed})
 
 
