@@ -1,0 +1,1 @@
+"""Knowledge QA: text extraction, chunking, embedding, Qdrant storage, hybrid retrieval, cited answers."""

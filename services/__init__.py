@@ -1,0 +1,1 @@
+"""HTTP services: ingest (documents in) and query (answers out), alone or together in one process (services.app)."""
