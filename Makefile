@@ -55,5 +55,9 @@ bench: setup
 profile: setup
 	$(BIN)/python -m reprolab.profiles $(PROFILE)
 
+# Ingest + query in one process (one embedded Qdrant client for both), serving the index stage's folder.
+serve: setup
+	$(BIN)/python -m uvicorn services.app:app --host 127.0.0.1 --port $${PORT:-8000}
+
 clean:
 	rm -rf corpus splits models index .pytest_cache

@@ -19,8 +19,8 @@ class Settings(BaseSettings):
     clip_model_dir: str | None = "models/clip"
     mistral_api_key: str | None = None
     answer_backend: str = "local"  # extractive | local (SmolLM2-135M) ; mistral when MISTRAL_API_KEY is set
-    chunk_size: int = 160
-    chunk_overlap: int = 32
+    chunk_size: int = 128
+    chunk_overlap: int = 48
     top_k_default: int = 5
     top_k_max: int = 20
     max_upload_bytes: int = 5_000_000

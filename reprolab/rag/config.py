@@ -12,15 +12,16 @@ PACKAGED_TEXT_EMBEDDER = "packaged:all-MiniLM-L6-v2"
 
 
 class ChunkingConfig(StrictConfig):
-    chunk_size: int = Field(160, gt=16, description="tokens of the embedder's own tokenizer")
-    chunk_overlap: int = Field(32, ge=0)
+    chunk_size: int = Field(128, gt=16, description="tokens of the embedder's own tokenizer")
+    chunk_overlap: int = Field(48, ge=0)
 
 
 class RetrievalConfig(StrictConfig):
     top_k: int = Field(5, ge=1, le=50)
     candidates: int = Field(20, ge=1, description="hits taken from each retriever before fusion")
-    rrf_k: int = Field(60, ge=1, description="reciprocal rank fusion constant")
-    dense_weight: float = 1.0
+    rrf_k: int = Field(10, ge=1, description="reciprocal rank fusion constant (small: top ranks dominate)")
+    # The packaged embedder is English and the sample Portuguese: the dense ranking counts half.
+    dense_weight: float = 0.5
     lexical_weight: float = 1.0
     chargram_weight: float = Field(1.0, ge=0, description="character n-gram BM25 channel; 0 turns it off")
     ngram: int = Field(4, ge=2, le=8)
@@ -32,7 +33,7 @@ class AnswerConfig(StrictConfig):
     local_model: str = "smollm2-135m-instruct"
     mistral_model: str = "mistral-small-latest"
     max_new_tokens: int = Field(96, ge=1)
-    quote_sentences: int = Field(2, ge=1, description="best-matching sentences quoted as grounded evidence")
+    quote_sentences: int = Field(3, ge=1, description="best-matching sentences quoted as grounded evidence")
     # "Not in the documents" is decided from retrieval evidence, never from the generator's text alone:
     # the share of the question's content terms (stemmed) found in the best passage, and the best dense score.
     min_term_coverage: float = Field(0.5, ge=0, le=1)

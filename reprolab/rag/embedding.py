@@ -45,7 +45,10 @@ def load_text_embedder(name: str = PACKAGED_TEXT_EMBEDDER, batch_size: int = 32)
 
 def token_counter(embedder) -> Callable[[str], list[int]]:
     """Chunk sizes count the embedder's own word pieces, so a chunk never exceeds what it can read."""
-    tokenizer = embedder._model.tokenizer
+    model = getattr(embedder, "_model", None)
+    tokenizer = getattr(model, "tokenizer", None)
+    if tokenizer is None:  # an embedder without a word-piece tokenizer: count words
+        return lambda text: text.split()
     return lambda text: tokenizer.encode(text, add_special_tokens=False)
 
 

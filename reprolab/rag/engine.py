@@ -34,6 +34,8 @@ def load_clip(model_dir: str | Path | None, required: bool = False):
     """The CLIP embedder for image search, or None (logged loudly) when no usable trained model is there."""
     from reprolab.errors import ModelError
 
+    if model_dir is None and not required:
+        return None
     if not model_dir or not Path(model_dir).is_dir():
         if required:
             raise ModelError(f"no CLIP model at {model_dir}: run the train_clip stage first")

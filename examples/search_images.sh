@@ -1,0 +1,7 @@
+#!/usr/bin/env bash
+# Text -> images, and image -> similar images (needs the index stage's image collection and models/clip).
+set -euo pipefail
+QUERY_URL=${QUERY_URL:-http://127.0.0.1:8000}
+curl -fsS -X POST "$QUERY_URL/search/images" -H 'content-type: application/json' \
+  -d '{"text": "an old man with a long gray beard", "top_k": 3}'; echo
+curl -fsS -X POST "$QUERY_URL/search/similar" -F "file=@$(dirname "$0")/../samples/art/images/0.jpg" -F top_k=3; echo

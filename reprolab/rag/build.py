@@ -1,0 +1,85 @@
+"""Build the collections the query service serves (documents, images) into a fresh local Qdrant folder, then
+evaluate retrieval and answers on the labelled question set."""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+from pathlib import Path
+
+from pydantic import Field
+
+from reprolab.config import StrictConfig
+from reprolab.errors import DatasetError
+from reprolab.evaluation.rag import RagOutcome, evaluate_rag, load_labelled_set
+from reprolab.rag.config import RagConfig
+from reprolab.rag.engine import RagEngine, load_clip
+from reprolab.rag.images import build_image_collection
+
+log = logging.getLogger(__name__)
+
+
+class IndexConfig(StrictConfig):
+    clip_model_dir: str = "models/clip"
+    image_splits: list[str] = Field(default_factory=lambda: ["train", "validation", "test"])
+    labelled_set: str = "samples/qa/hotmart_labelled.json"
+    labelled_document: str = "docs/como-funciona-hotmart.txt"
+    rag: RagConfig = RagConfig()
+
+
+def read_jsonl(path: Path) -> list[dict]:
+    try:
+        with open(path, encoding="utf-8") as f:
+            return [json.loads(line) for line in f if line.strip()]
+    except (OSError, json.JSONDecodeError) as e:
+        raise DatasetError(f"{path} cannot be read: {e}") from e
+
+
+def build(cfg: IndexConfig, corpus: Path, splits: Path, out: Path) -> dict:
+    """Write out/qdrant and out/docstore.json from scratch (into a temp folder swapped in at the end)."""
+    tmp = out.with_name(out.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    image_embedder = load_clip(cfg.clip_model_dir, required=True)
+    engine = RagEngine.open(cfg.rag, qdrant_path=tmp / "qdrant", docstore_path=tmp / "docstore.json")
+    engine.images.embedder = image_embedder
+    try:
+        documents = []
+        for rec in sorted(read_jsonl(corpus / "docs" / "records.jsonl"), key=lambda r: r["id"]):
+            text = (corpus / rec["path"]).read_text(encoding="utf-8")
+            result = engine.documents.ingest(text, rec["id"], {"title": rec.get("title", ""), "path": rec["path"]})
+            documents.append({"id": rec["id"], "sha256": rec["sha256"], "chunks": result.chunks})
+        art = [r for split in cfg.image_splits for r in read_jsonl(splits / "art" / f"{split}.jsonl")]
+        images = build_image_collection(engine.client, image_embedder, art, corpus, cfg.rag.images_collection)
+        manifest = {
+            "collections": {
+                cfg.rag.documents_collection: {"points": engine.documents.points(), "embedder": cfg.rag.text_embedder,
+                                               "dim": len(engine.embedder.get_text_embedding("x"))},
+                cfg.rag.images_collection: {"points": images, "embedder": cfg.clip_model_dir, "dim": image_embedder.dim},
+            },
+            "documents": documents,
+            "images": sorted(r["id"] for r in art),
+        }
+    finally:
+        engine.close()
+    shutil.rmtree(out, ignore_errors=True)
+    tmp.rename(out)
+    return manifest
+
+
+def evaluate(cfg: IndexConfig, corpus: Path, index_dir: Path) -> tuple[dict, list[dict]]:
+    """Ask every labelled question of the built index, with the configured answer backend."""
+    text = (corpus / cfg.labelled_document).read_text(encoding="utf-8")
+    questions = load_labelled_set(Path(cfg.labelled_set), text)
+    engine = RagEngine.open(cfg.rag, qdrant_path=index_dir / "qdrant", docstore_path=index_dir / "docstore.json")
+    try:
+        def ask(question: str) -> RagOutcome:
+            r = engine.query(question)
+            return RagOutcome([p.text for p in r.passages], r.answer.text, not r.answer.answerable, r.answer.generated)
+
+        metrics, rows = evaluate_rag(questions, ask)
+    finally:
+        engine.close()
+    metrics["answers"]["backend"] = cfg.rag.answer.backend
+    return metrics, rows

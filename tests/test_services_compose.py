@@ -1,0 +1,70 @@
+"""docker-compose.yaml and the Dockerfiles, validated by parsing (no Docker engine on these machines)."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _compose() -> dict:
+    return yaml.safe_load((REPO / "docker-compose.yaml").read_text())
+
+
+def test_compose_services_health_order_ports_and_volumes():
+    compose = _compose()
+    services = compose["services"]
+    assert set(services) == {"qdrant", "ingest", "query"}
+    assert services["qdrant"]["image"].startswith("qdrant/qdrant:")
+    assert "6333:6333" in services["qdrant"]["ports"]
+    for name, svc in services.items():
+        health = svc["healthcheck"]
+        assert health["test"][0] in ("CMD", "CMD-SHELL") and health["retries"] >= 3, name
+    for name, port in (("ingest", 8001), ("query", 8002)):
+        svc = services[name]
+        assert svc["depends_on"]["qdrant"]["condition"] == "service_healthy"
+        assert svc["environment"]["QDRANT_URL"] == "http://qdrant:6333"
+        assert f"{port}:{port}" in svc["ports"]
+        assert any(str(port) in part for part in svc["healthcheck"]["test"])
+        assert (REPO / svc["build"]["dockerfile"]).is_file()
+        assert svc["build"]["context"] == "."
+    assert services["query"]["depends_on"]["ingest"]["condition"] == "service_healthy"
+    named = set(compose["volumes"])
+    used = {v.split(":")[0] for svc in services.values() for v in svc.get("volumes", [])}
+    assert {"qdrant_storage", "ingest_data", "query_data"} <= named and named <= used
+    # The environment names the services read are the Settings fields.
+    from services.settings import Settings
+
+    fields = {f.upper() for f in Settings.model_fields}
+    for name in ("ingest", "query"):
+        unknown = set(services[name]["environment"]) - fields - {"REPROLAB_LOG_LEVEL"}
+        assert not unknown, f"{name}: {unknown}"
+
+
+def _instructions(path: Path) -> list[tuple[str, str]]:
+    text = re.sub(r"\\\n", " ", path.read_text())
+    lines = [line.strip() for line in text.splitlines() if line.strip() and not line.strip().startswith("#")]
+    return [(line.split()[0].upper(), line.split(maxsplit=1)[1]) for line in lines]
+
+
+def test_dockerfiles_build_the_package_and_run_the_right_app():
+    for name, port in (("ingest", 8001), ("query", 8002)):
+        ins = _instructions(REPO / "services" / name / "Dockerfile")
+        kinds = [k for k, _ in ins]
+        assert kinds[0] == "FROM" and "python:3.11" in ins[0][1]
+        assert {"WORKDIR", "COPY", "RUN", "EXPOSE", "HEALTHCHECK", "CMD", "USER"} <= set(kinds)
+        for _, src in [i for i in ins if i[0] == "COPY"]:
+            for part in src.split()[:-1]:
+                assert (REPO / part).exists(), f"{name}: COPY source {part} missing"
+        assert any("constraints.txt" in arg for k, arg in ins if k == "RUN")
+        cmd = json.loads(dict(ins)["CMD"])
+        assert cmd[:2] == ["uvicorn", f"services.{name}.main:app"] and str(port) in cmd
+        assert dict(ins)["EXPOSE"] == str(port)
+        assert f"127.0.0.1:{port}/healthz" in dict(ins)["HEALTHCHECK"]
+        # The app the CMD names exists and imports.
+        module = __import__(f"services.{name}.main", fromlist=["app"])
+        assert module.app.title.startswith("reprolab")
