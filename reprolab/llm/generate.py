@@ -1,0 +1,138 @@
+"""Batched greedy generation, optionally constrained to a JSON schema, optionally reusing a shared-prefix KV cache.
+
+Every prompt style is decoded the same way (greedy, same max_new_tokens, same stop token), so the rows of the
+evaluation differ only in prompt and weights.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import time
+from dataclasses import dataclass, field
+
+import torch
+from tqdm import tqdm
+
+from reprolab.llm.constrained import SchemaConstraint, enforcer_tokenizer_data
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Generation:
+    texts: list[str]
+    prompt_tokens: list[int]
+    seconds: float
+    new_tokens: int = 0
+    prefix_cache_hits: int = 0
+    stats: dict = field(default_factory=dict)
+
+
+class PrefixCache:
+    """KV cache of the token prefix shared by every prompt (the zero-shot ontology), computed once."""
+
+    def __init__(self, model, tokenizer, prefix_text: str):
+        self.ids = tokenizer(prefix_text, add_special_tokens=False, return_tensors="pt").input_ids.to(model.device)
+        with torch.no_grad():
+            self.cache = model(input_ids=self.ids, use_cache=True).past_key_values
+
+    def matches(self, ids: list[int]) -> bool:
+        n = self.ids.shape[1]
+        return len(ids) > n and ids[:n] == self.ids[0].tolist()
+
+    def expanded(self, batch: int):
+        cache = copy.deepcopy(self.cache)
+        cache.batch_repeat_interleave(batch)
+        return cache
+
+
+def _pad_left(seqs: list[list[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
+    width = max(len(s) for s in seqs)
+    ids = torch.full((len(seqs), width), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(seqs), width), dtype=torch.long)
+    for i, s in enumerate(seqs):
+        ids[i, width - len(s):] = torch.tensor(s, dtype=torch.long)
+        mask[i, width - len(s):] = 1
+    return ids, mask
+
+
+def generate_batched(
+    model,
+    tokenizer,
+    prompts: list[str],
+    max_new_tokens: int,
+    batch_size: int = 16,
+    constraint_schema: dict | None = None,
+    shared_prefix: str | None = None,
+    progress: str | None = None,
+) -> Generation:
+    """Greedy-decode each prompt (chat-formatted text); return the completions and prompt token counts.
+
+    Prompts are sorted by length so a batch pads little; results come back in the input order. With
+    `shared_prefix` (text every prompt starts with), that prefix runs once and its KV cache is copied into
+    each batch; a prompt whose tokens do not start with the prefix's tokens is run whole.
+    """
+    encoded = [tokenizer(p, add_special_tokens=False).input_ids for p in prompts]
+    prefix = PrefixCache(model, tokenizer, shared_prefix) if shared_prefix else None
+    tokenizer_data = enforcer_tokenizer_data(tokenizer) if constraint_schema is not None else None
+    order = sorted(range(len(prompts)), key=lambda i: len(encoded[i]))
+    texts: list[str] = [""] * len(prompts)
+    new_tokens, hits = 0, 0
+    start = time.perf_counter()
+    batches = [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
+    for batch in tqdm(batches, desc=progress or "generate", disable=progress is None, leave=False):
+        seqs = [encoded[i] for i in batch]
+        kwargs: dict = {}
+        use_prefix = prefix is not None and all(prefix.matches(s) for s in seqs)
+        if use_prefix:
+            n = prefix.ids.shape[1]
+            suffix_ids, suffix_mask = _pad_left([s[n:] for s in seqs], tokenizer.pad_token_id)
+            # Padding sits between prefix and suffix; the attention mask hides it and positions skip it.
+            ids = torch.cat([prefix.ids.cpu().expand(len(seqs), -1), suffix_ids], dim=1)
+            mask = torch.cat([torch.ones(len(seqs), n, dtype=torch.long), suffix_mask], dim=1)
+            kwargs["past_key_values"] = prefix.expanded(len(seqs))
+            hits += len(seqs)
+        else:
+            ids, mask = _pad_left(seqs, tokenizer.pad_token_id)
+        if constraint_schema is not None:
+            # A fresh enforcer per batch: its state is keyed by token sequence, and fresh keeps memory flat.
+            kwargs["prefix_allowed_tokens_fn"] = SchemaConstraint(tokenizer_data, constraint_schema)
+        with torch.no_grad():
+            out = model.generate(
+                input_ids=ids.to(model.device),
+                attention_mask=mask.to(model.device),
+                max_new_tokens=max_new_tokens,
+                do_sample=False,
+                num_beams=1,
+                pad_token_id=tokenizer.pad_token_id,
+                eos_token_id=tokenizer.eos_token_id,
+                **kwargs,
+            )
+        gen = out[:, ids.shape[1]:]
+        for row, i in enumerate(batch):
+            toks = gen[row]
+            stop = (toks == tokenizer.eos_token_id) | (toks == tokenizer.pad_token_id)
+            length = int(stop.nonzero()[0, 0]) if stop.any() else len(toks)
+            new_tokens += length
+            texts[i] = tokenizer.decode(toks[:length], skip_special_tokens=True)
+    seconds = time.perf_counter() - start
+    return Generation(texts, [len(e) for e in encoded], seconds, new_tokens, hits)
+
+
+def generate_one_at_a_time(model, tokenizer, prompts: list[str], max_new_tokens: int) -> Generation:
+    """The naive baseline for the benchmark: one `generate` call per prompt, no batching, no prefix cache."""
+    texts, lengths, new_tokens = [], [], 0
+    start = time.perf_counter()
+    for p in prompts:
+        enc = tokenizer(p, add_special_tokens=False, return_tensors="pt").to(model.device)
+        with torch.no_grad():
+            out = model.generate(
+                **enc, max_new_tokens=max_new_tokens, do_sample=False,
+                pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id,
+            )
+        toks = out[0, enc.input_ids.shape[1]:]
+        new_tokens += int((toks != tokenizer.pad_token_id).sum())
+        texts.append(tokenizer.decode(toks, skip_special_tokens=True))
+        lengths.append(enc.input_ids.shape[1])
+    return Generation(texts, lengths, time.perf_counter() - start, new_tokens)

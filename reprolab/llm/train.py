@@ -1,0 +1,156 @@
+"""Local fine-tuning: LoRA with peft + trl's SFTTrainer on prompt/completion pairs (loss on the completion only).
+
+On CUDA with `quantize_4bit`, the base model loads in 4-bit nf4 with double quantisation and bf16 compute
+(QLoRA); on CPU it is plain LoRA in float32.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from reprolab.config import StrictConfig
+from reprolab.errors import ModelError
+from reprolab.llm import prompts
+from reprolab.llm.model import load_chat_model
+from reprolab.llm.schema import Ontology
+from reprolab.llm.tasks import Example
+
+log = logging.getLogger(__name__)
+
+
+class LoraTrainConfig(StrictConfig):
+    model: str = "smollm2-135m-instruct"
+    device: str = "cpu"
+    quantize_4bit: bool = False      # QLoRA; needs CUDA
+    max_train_examples: int = 400    # a fixed, seeded subset of the train split (0 = all)
+    max_steps: int = 120
+    batch_size: int = 8
+    learning_rate: float = 1e-3
+    lora_r: int = 16
+    lora_alpha: int = 32
+    lora_dropout: float = 0.0
+    lora_top_layers: int = 0         # >0: adapt only the top N decoder layers (backward stops there: cheaper)
+    target_modules: list[str] = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
+    max_length: int = 256
+    gradient_checkpointing: bool = False
+    seed: int = 0
+    threads: int = 2
+
+
+@dataclass
+class TrainResult:
+    adapter_dir: Path
+    losses: list[dict]          # [{"step", "loss"}] per optimizer step
+    seconds: float
+    train_tokens: int
+    examples: int
+
+    @property
+    def tokens_per_second(self) -> float:
+        return self.train_tokens / self.seconds if self.seconds else 0.0
+
+
+def sft_rows(tokenizer, ontology: Ontology, examples: list[Example]) -> list[dict]:
+    """Prompt/completion pairs: the chat-formatted prompt, and the JSON plus EOS."""
+    return [
+        {
+            "prompt": prompts.chat_prompt(tokenizer, prompts.user_turn("finetuned", ontology, ex.text)),
+            "completion": prompts.completion_text(tokenizer, ex),
+        }
+        for ex in examples
+    ]
+
+
+def pick_subset(examples: list[Example], n: int, seed: int) -> list[Example]:
+    if n <= 0 or n >= len(examples):
+        return list(examples)
+    rng = random.Random(seed)
+    return rng.sample(sorted(examples, key=lambda e: e.id), n)
+
+
+def top_layers(model, n: int) -> list[int] | None:
+    total = model.config.num_hidden_layers
+    return None if n <= 0 or n >= total else list(range(total - n, total))
+
+
+def train_lora(cfg: LoraTrainConfig, ontology: Ontology, train: list[Example], out_dir: Path) -> TrainResult:
+    """Fine-tune `cfg.model` with LoRA on `train`; save the adapter (and tokenizer) under out_dir/adapter."""
+    from datasets import Dataset
+    from peft import LoraConfig, prepare_model_for_kbit_training
+    from transformers import set_seed
+    from trl import SFTConfig, SFTTrainer
+
+    cuda = cfg.device.startswith("cuda")
+    if cfg.quantize_4bit and not cuda:
+        raise ModelError("quantize_4bit (QLoRA) needs device: cuda; use plain LoRA on CPU")
+    torch.set_num_threads(cfg.threads)
+    set_seed(cfg.seed)
+    if not cuda:
+        torch.use_deterministic_algorithms(True, warn_only=True)
+    model, tokenizer = load_chat_model(cfg.model, device=cfg.device, quantize_4bit=cfg.quantize_4bit)
+    if cfg.quantize_4bit:
+        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=cfg.gradient_checkpointing)
+    tokenizer.padding_side = "right"
+    examples = pick_subset(train, cfg.max_train_examples, cfg.seed)
+    dataset = Dataset.from_list(sft_rows(tokenizer, ontology, examples))
+    args = SFTConfig(
+        output_dir=str(out_dir / "trainer"),
+        max_steps=cfg.max_steps,
+        per_device_train_batch_size=cfg.batch_size,
+        learning_rate=cfg.learning_rate,
+        lr_scheduler_type="linear",
+        warmup_steps=max(1, cfg.max_steps // 20),
+        logging_steps=1,
+        save_strategy="no",
+        report_to="none",
+        seed=cfg.seed,
+        data_seed=cfg.seed,
+        max_length=cfg.max_length,
+        completion_only_loss=True,
+        packing=False,
+        bf16=cuda,
+        use_cpu=not cuda,
+        gradient_checkpointing=cfg.gradient_checkpointing,
+        dataloader_num_workers=0,
+        disable_tqdm=False,
+    )
+    peft_config = LoraConfig(
+        r=cfg.lora_r, lora_alpha=cfg.lora_alpha, lora_dropout=cfg.lora_dropout,
+        target_modules=list(cfg.target_modules), task_type="CAUSAL_LM",
+        layers_to_transform=top_layers(model, cfg.lora_top_layers),
+    )
+    trainer = SFTTrainer(
+        model=model, args=args, train_dataset=dataset, processing_class=tokenizer, peft_config=peft_config
+    )
+    start = time.perf_counter()
+    trainer.train()
+    seconds = time.perf_counter() - start
+    history = trainer.state.log_history
+    losses = [{"step": h["step"], "loss": round(h["loss"], 6)} for h in history if "loss" in h]
+    tokens = max((int(h.get("num_tokens", 0)) for h in history), default=0)
+    adapter_dir = out_dir / "adapter"
+    trainer.model.save_pretrained(adapter_dir)
+    tokenizer.save_pretrained(adapter_dir)
+    log.info(
+        "lora trained",
+        extra={"steps": len(losses), "seconds": round(seconds, 1), "tokens": tokens, "examples": len(examples)},
+    )
+    return TrainResult(adapter_dir, losses, seconds, tokens, len(examples))
+
+
+def load_finetuned(base: str, adapter_dir: Path, device: str = "cpu", merge: bool = True):
+    """The base model with the saved adapter applied (merged into the weights by default: faster to decode)."""
+    from peft import PeftModel
+
+    model, tokenizer = load_chat_model(base, device=device)
+    model = PeftModel.from_pretrained(model, str(adapter_dir))
+    if merge:
+        model = model.merge_and_unload()
+    model.eval()
+    return model, tokenizer
