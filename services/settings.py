@@ -19,6 +19,7 @@ class Settings(BaseSettings):
     clip_model_dir: str | None = "models/clip"
     mistral_api_key: str | None = None
     answer_backend: str = "local"  # extractive | local (SmolLM2-135M) ; mistral when MISTRAL_API_KEY is set
+    answer_max_new_tokens: int = 96
     chunk_size: int = 128
     chunk_overlap: int = 48
     top_k_default: int = 5
@@ -31,7 +32,7 @@ class Settings(BaseSettings):
         return RagConfig(
             chunking=ChunkingConfig(chunk_size=self.chunk_size, chunk_overlap=self.chunk_overlap),
             retrieval=RetrievalConfig(top_k=self.top_k_default),
-            answer=AnswerConfig(backend=self.answer_backend),
+            answer=AnswerConfig(backend=self.answer_backend, max_new_tokens=self.answer_max_new_tokens),
         )
 
 
