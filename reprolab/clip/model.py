@@ -205,7 +205,15 @@ def apply_locking(model: torch.nn.Module, cfg: ClipModelConfig) -> None:
     if cfg.lock_image:
         model.lock_image_tower(unlocked_groups=cfg.image_unlocked_groups, freeze_bn_stats=cfg.freeze_bn_stats)
     if cfg.lock_text:
-        model.lock_text_tower(unlocked_layers=cfg.text_unlocked_layers, freeze_layer_norm=True)
+        encoder = getattr(getattr(getattr(model, "text", None), "transformer", None), "encoder", None)
+        if cfg.text_unlocked_layers and hasattr(encoder, "layer"):
+            # open_clip's HF partial lock does not know BERT's layer list; unlock the last layers here.
+            model.lock_text_tower(unlocked_layers=0, freeze_layer_norm=True)
+            for layer in encoder.layer[-cfg.text_unlocked_layers :]:
+                for p in layer.parameters():
+                    p.requires_grad = True
+        else:
+            model.lock_text_tower(unlocked_layers=cfg.text_unlocked_layers, freeze_layer_norm=True)
 
 
 def image_transform(preprocess_cfg: dict):
