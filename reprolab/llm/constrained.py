@@ -27,13 +27,44 @@ def enforcer_tokenizer_data(tokenizer) -> TokenEnforcerTokenizerData:
     return TokenEnforcerTokenizerData(regular, decode, tokenizer.eos_token_id, False, vocab_size)
 
 
-class SchemaConstraint:
-    """prefix_allowed_tokens_fn for `generate`: the tokens that keep the output a prefix of valid JSON."""
+CLOSERS = set('"]}')
 
-    def __init__(self, data: TokenEnforcerTokenizerData, schema: dict):
-        # Compact JSON (no whitespace at all), and arrays bounded so a small model cannot loop in one.
+
+def closing_tokens(data: TokenEnforcerTokenizerData) -> set[int]:
+    """Tokens made only of closing characters: what finishes an open string, array or object soonest."""
+    ids = {i for i, text, _ in data.regular_tokens if text.strip() and set(text.strip()) <= CLOSERS}
+    eos = data.eos_token_id if isinstance(data.eos_token_id, list) else [data.eos_token_id]
+    return ids | set(eos)
+
+
+class SchemaConstraint:
+    """prefix_allowed_tokens_fn for `generate`: the tokens that keep the output a prefix of valid JSON.
+
+    The schema only guarantees a valid *prefix*; an output cut by max_new_tokens is still broken. So in the
+    last `closing_window` tokens of the budget, where the schema allows a closing token (or EOS), only those
+    are allowed: an open number, string, array or object gets finished instead of cut.
+    """
+
+    def __init__(self, data: TokenEnforcerTokenizerData, schema: dict, max_new_tokens: int | None = None,
+                 closing_window: int = 24, closers: set[int] | None = None):
         config = CharacterLevelParserConfig(max_consecutive_whitespaces=0, max_json_array_length=8)
         self.enforcer = TokenEnforcer(data, JsonSchemaParser(schema, config=config))
+        self.max_new_tokens, self.window = max_new_tokens, closing_window
+        self.closers = closers if closers is not None else closing_tokens(data)
+        self.quotes = {i for i, text, _ in data.regular_tokens if text.strip() == '"'}
+        self.start_len: int | None = None
 
     def __call__(self, batch_id: int, input_ids) -> list[int]:
-        return self.enforcer.get_allowed_tokens(input_ids.tolist()).allowed_tokens
+        tokens = input_ids.tolist()
+        if self.start_len is None:
+            self.start_len = len(tokens)  # rows share one length (left padding): the first call is the prompt
+        allowed = self.enforcer.get_allowed_tokens(tokens).allowed_tokens
+        if self.max_new_tokens is not None:
+            left = self.max_new_tokens - (len(tokens) - self.start_len)
+            if left <= self.window:
+                closing = [t for t in allowed if t in self.closers]
+                # A lone quote may open a new string rather than close one: prefer brackets and EOS.
+                strong = [t for t in closing if t not in self.quotes]
+                if strong or closing:
+                    return strong or closing
+        return allowed

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 import torch
 from tqdm import tqdm
 
-from reprolab.llm.constrained import SchemaConstraint, enforcer_tokenizer_data
+from reprolab.llm.constrained import SchemaConstraint, closing_tokens, enforcer_tokenizer_data
 
 log = logging.getLogger(__name__)
 
@@ -76,6 +76,7 @@ def generate_batched(
     encoded = [tokenizer(p, add_special_tokens=False).input_ids for p in prompts]
     prefix = PrefixCache(model, tokenizer, shared_prefix) if shared_prefix else None
     tokenizer_data = enforcer_tokenizer_data(tokenizer) if constraint_schema is not None else None
+    closers = closing_tokens(tokenizer_data) if tokenizer_data is not None else None
     order = sorted(range(len(prompts)), key=lambda i: len(encoded[i]))
     texts: list[str] = [""] * len(prompts)
     new_tokens, hits = 0, 0
@@ -97,7 +98,9 @@ def generate_batched(
             ids, mask = _pad_left(seqs, tokenizer.pad_token_id)
         if constraint_schema is not None:
             # A fresh enforcer per batch: its state is keyed by token sequence, and fresh keeps memory flat.
-            kwargs["prefix_allowed_tokens_fn"] = SchemaConstraint(tokenizer_data, constraint_schema)
+            kwargs["prefix_allowed_tokens_fn"] = SchemaConstraint(
+                tokenizer_data, constraint_schema, max_new_tokens, closers=closers
+            )
         with torch.no_grad():
             out = model.generate(
                 input_ids=ids.to(model.device),

@@ -30,9 +30,17 @@ def clip_message(text: str) -> str:
     return text if len(text) <= MAX_MESSAGE_CHARS else text[:MAX_MESSAGE_CHARS] + " [...]"
 
 
+def short_description(text: str) -> str:
+    """NLU++ phrases every description as a question ("is the intent to ...?"): keep the informative tail."""
+    for lead in ("is the intent to ", "is the intent asking about ", "is the intent asking ", "is the intent "):
+        if text.lower().startswith(lead):
+            return text[len(lead):].rstrip("?")
+    return text.rstrip("?")
+
+
 def ontology_text(ontology: Ontology, descriptions: bool) -> str:
     if descriptions:
-        intents = "\n".join(f"- {k}: {v}" for k, v in sorted(ontology.intents.items()))
+        intents = "\n".join(f"- {k}: {short_description(v)}" for k, v in sorted(ontology.intents.items()))
         slots = "\n".join(f"- {k}: {v}" for k, v in sorted(ontology.slots.items()))
     else:
         intents = ", ".join(sorted(ontology.intents))

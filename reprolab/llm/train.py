@@ -50,6 +50,7 @@ class TrainResult:
     seconds: float
     train_tokens: int
     examples: int
+    model: object = None        # the trained (peft) model in memory, for callers that evaluate at once
 
     @property
     def tokens_per_second(self) -> float:
@@ -141,7 +142,7 @@ def train_lora(cfg: LoraTrainConfig, ontology: Ontology, train: list[Example], o
         "lora trained",
         extra={"steps": len(losses), "seconds": round(seconds, 1), "tokens": tokens, "examples": len(examples)},
     )
-    return TrainResult(adapter_dir, losses, seconds, tokens, len(examples))
+    return TrainResult(adapter_dir, losses, seconds, tokens, len(examples), trainer.model)
 
 
 def load_finetuned(base: str, adapter_dir: Path, device: str = "cpu", merge: bool = True):

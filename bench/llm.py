@@ -1,0 +1,70 @@
+"""Benchmark: the evaluator's batched generation vs one-at-a-time `generate`, same model and prompts, one run.
+
+Also reports the stage's training tokens/s (from reports/llm/timing.json when the stage has run, else a short
+LoRA run here). Usage: python bench/llm.py [--n 24] [--style finetuned] [--train-steps 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from reprolab.llm import prompts  # noqa: E402
+from reprolab.llm.generate import generate_batched, generate_one_at_a_time  # noqa: E402
+from reprolab.llm.model import load_chat_model  # noqa: E402
+from reprolab.llm.tasks import load_task  # noqa: E402
+from reprolab.llm.train import LoraTrainConfig, pick_subset, train_lora  # noqa: E402
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--n", type=int, default=24)
+    ap.add_argument("--style", default="zero_shot", choices=["zero_shot", "finetuned"])
+    ap.add_argument("--max-new-tokens", type=int, default=32)
+    ap.add_argument("--batch-size", type=int, default=24)
+    ap.add_argument("--train-steps", type=int, default=3)
+    args = ap.parse_args()
+    torch.set_num_threads(2)
+    torch.manual_seed(0)
+    onto, data = load_task("nlupp", Path("splits"), Path("corpus"), ["banking"])
+    examples = pick_subset(data["test"], args.n, 0)
+    model, tok = load_chat_model()
+    texts = [prompts.chat_prompt(tok, prompts.user_turn(args.style, onto, ex.text)) for ex in examples]
+    marker = "\u0000END\u0000"
+    prefix = prompts.chat_prompt(tok, prompts.shared_prefix(args.style, onto) + marker).split(marker)[0]
+
+    single = generate_one_at_a_time(model, tok, texts, args.max_new_tokens)
+    batched = generate_batched(model, tok, texts, args.max_new_tokens, args.batch_size, shared_prefix=prefix)
+    same = sum(a.strip() == b.strip() for a, b in zip(single.texts, batched.texts))
+    rows = [
+        ("one-at-a-time generate", single.seconds, args.n / single.seconds),
+        ("batched + prefix cache (evaluator)", batched.seconds, args.n / batched.seconds),
+    ]
+    print(f"\nGeneration: {args.n} NLU++ banking test prompts, style={args.style}, "
+          f"mean prompt {sum(batched.prompt_tokens) / args.n:.0f} tokens, max_new_tokens={args.max_new_tokens}, greedy")
+    print(f"{'method':38s} {'seconds':>9s} {'examples/s':>11s} {'ratio':>7s}")
+    for name, sec, eps in rows:
+        print(f"{name:38s} {sec:9.1f} {eps:11.3f} {eps / rows[0][2]:6.2f}x")
+    print(f"identical outputs: {same}/{args.n} (batched padding may flip near-ties in float32)")
+
+    timing = Path("reports/llm/timing.json")
+    if timing.is_file():
+        t = json.loads(timing.read_text())["train"]
+        print(f"\nTraining (stage, reports/llm/timing.json): {t['tokens']} tokens in {t['seconds']} s "
+              f"= {t['tokens_per_second']} tokens/s")
+    if args.train_steps:
+        cfg = LoraTrainConfig(max_steps=args.train_steps, max_train_examples=args.train_steps * 8,
+                              lora_top_layers=10, max_length=192)
+        r = train_lora(cfg, onto, data["train"], Path("bench/out/llm"))
+        print(f"Training (here, {args.train_steps} LoRA steps, batch 8): {r.train_tokens} tokens in "
+              f"{r.seconds:.1f} s = {r.tokens_per_second:.1f} tokens/s")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,108 @@
+"""Local fine-tuning: a few CPU LoRA steps on the packaged model; QLoRA on a Mistral-shaped model with a GPU."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from reprolab.llm.schema import Extraction, Ontology
+from reprolab.llm.tasks import Example
+
+ONTO = Ontology(intents={"card": "", "lost_stolen": "", "greet": ""}, slots={"date": ""})
+EXAMPLES = [
+    Example("a", "I lost my card", Extraction(intents=["card", "lost_stolen"])),
+    Example("b", "hello there", Extraction(intents=["greet"])),
+    Example("c", "my card was stolen on 1 May", Extraction(
+        intents=["card", "lost_stolen"], slots={"date": {"day": 1, "month": 5, "year": 2022}})),
+    Example("d", "hi, card question", Extraction(intents=["card", "greet"])),
+]
+
+
+def test_sft_rows_put_eos_in_the_completion_and_pad_differs():
+    from reprolab.llm.model import load_chat_model
+    from reprolab.llm.train import sft_rows
+
+    _, tokenizer = load_chat_model()
+    rows = sft_rows(tokenizer, ONTO, EXAMPLES)
+    assert tokenizer.pad_token_id != tokenizer.eos_token_id
+    assert all(r["completion"].endswith(tokenizer.eos_token) for r in rows)
+    assert rows[0]["prompt"].rstrip().endswith("assistant")  # generation prompt: the completion is the reply
+    assert "system" not in rows[0]["prompt"].split("<|im_start|>user")[1]
+
+
+@pytest.mark.slow
+def test_cpu_lora_loss_falls_and_adapter_reloads_to_same_outputs(tmp_path):
+    from reprolab.llm import prompts
+    from reprolab.llm.train import LoraTrainConfig, load_finetuned, train_lora
+
+    cfg = LoraTrainConfig(max_steps=8, batch_size=4, learning_rate=5e-3, lora_top_layers=4, max_length=128)
+    result = train_lora(cfg, ONTO, EXAMPLES, tmp_path)
+    losses = [step["loss"] for step in result.losses]
+    assert len(losses) == 8
+    assert sum(losses[-2:]) / 2 < 0.7 * sum(losses[:2]) / 2, losses
+    assert (result.adapter_dir / "adapter_config.json").is_file()
+
+    reloaded, tokenizer = load_finetuned(cfg.model, result.adapter_dir, merge=False)
+    prompt = prompts.chat_prompt(tokenizer, prompts.user_turn("finetuned", ONTO, "I lost my card"))
+    ids = tokenizer(prompt, return_tensors="pt", add_special_tokens=False)
+    trained = result.model.eval()
+    with torch.no_grad():
+        a = trained(**ids).logits
+        b = reloaded(**ids).logits
+    assert torch.allclose(a, b, atol=1e-4)
+    greedy = {}
+    for name, model in (("trained", trained), ("reloaded", reloaded)):
+        with torch.no_grad():
+            out = model.generate(**ids, max_new_tokens=16, do_sample=False, pad_token_id=tokenizer.pad_token_id)
+        greedy[name] = tokenizer.decode(out[0, ids.input_ids.shape[1]:])
+    assert greedy["trained"] == greedy["reloaded"]
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA (QLoRA uses bitsandbytes 4-bit kernels)")
+def test_qlora_on_a_mistral_shaped_model(tmp_path):
+    """4-bit nf4 QLoRA vs bf16 LoRA on a randomly initialised Mistral (MistralConfig defaults = 7B shape)."""
+    import time
+
+    from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
+    from transformers import AutoModelForCausalLM, BitsAndBytesConfig, MistralConfig
+
+    config = MistralConfig(num_hidden_layers=4)  # 7B width, fewer layers: minutes, not hours
+    results = {}
+    for mode in ("bf16_lora", "qlora_nf4"):
+        model = AutoModelForCausalLM.from_config(config, dtype=torch.bfloat16)
+        model.save_pretrained(tmp_path / "base")
+        del model
+        torch.cuda.empty_cache()
+        torch.cuda.reset_peak_memory_stats()
+        kwargs = {}
+        if mode == "qlora_nf4":
+            kwargs["quantization_config"] = BitsAndBytesConfig(
+                load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
+                bnb_4bit_compute_dtype=torch.bfloat16)
+        model = AutoModelForCausalLM.from_pretrained(tmp_path / "base", dtype=torch.bfloat16,
+                                                     device_map={"": 0}, **kwargs)
+        if mode == "qlora_nf4":
+            model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=False)
+        model = get_peft_model(model, LoraConfig(r=16, lora_alpha=32, task_type="CAUSAL_LM",
+                                                 target_modules=["q_proj", "k_proj", "v_proj", "o_proj"]))
+        opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-3)
+        x = torch.randint(0, config.vocab_size, (4, 256), device="cuda")
+        losses = []
+        torch.cuda.synchronize()
+        start = time.perf_counter()
+        for _ in range(10):
+            loss = model(input_ids=x, labels=x).loss
+            loss.backward()
+            opt.step()
+            opt.zero_grad()
+            losses.append(loss.item())
+        torch.cuda.synchronize()
+        seconds = time.perf_counter() - start
+        results[mode] = {"peak_gib": torch.cuda.max_memory_allocated() / 2**30,
+                         "tokens_per_s": 10 * x.numel() / seconds, "losses": losses}
+        assert losses[-1] < losses[0]
+        del model, opt
+        torch.cuda.empty_cache()
+    print(results)
+    assert results["qlora_nf4"]["peak_gib"] < results["bf16_lora"]["peak_gib"]
