@@ -81,7 +81,7 @@ def run_notebook(steps: int) -> dict:
 def run_stage(steps: int, use_split: bool) -> dict:
     torch, cfg, model, transform, tokenizer, records = _setup()
     from reprolab.clip.data import build_pairs, caption_batches
-    from reprolab.clip.train import _fit, cache_features, fine_tune, tower_split  # noqa: F401
+    from reprolab.clip.train import cache_features, fine_tune, tower_split
 
     start = time.perf_counter()
     pairs = build_pairs(records[: (steps + 1) * BATCH], REPO / "corpus", transform, tokenizer,
