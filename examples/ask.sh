@@ -13,6 +13,6 @@ print("Q:", r["question"])
 print("A:", r["answer"])
 for p in r["passages"]:
     if p["n"] in r["cited"]:
-        print(f"  [{p[\"n\"]}] {p[\"document_id\"]} score={p[\"score\"]:.4f}: {p[\"text\"][:160]}...")
+        print("  [%d] %s score=%.4f: %s..." % (p["n"], p["document_id"], p["score"], p["text"][:160]))
 print("   timings (ms):", r["timings_ms"]); print()'
 done

@@ -81,5 +81,4 @@ def evaluate(cfg: IndexConfig, corpus: Path, index_dir: Path) -> tuple[dict, lis
         metrics, rows = evaluate_rag(questions, ask)
     finally:
         engine.close()
-    metrics["answers"]["backend"] = cfg.rag.answer.backend
     return metrics, rows
