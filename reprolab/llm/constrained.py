@@ -52,6 +52,7 @@ class SchemaConstraint:
         self.max_new_tokens, self.window = max_new_tokens, closing_window
         self.closers = closers if closers is not None else closing_tokens(data)
         self.quotes = {i for i, text, _ in data.regular_tokens if text.strip() == '"'}
+        self.spaces = {i for i, text, _ in data.regular_tokens if text == " "}
         self.start_len: int | None = None
 
     def __call__(self, batch_id: int, input_ids) -> list[int]:
@@ -62,9 +63,13 @@ class SchemaConstraint:
         if self.max_new_tokens is not None:
             left = self.max_new_tokens - (len(tokens) - self.start_len)
             if left <= self.window:
+                # Brackets and EOS first; a lone quote may open a new string rather than close one, so it
+                # comes after a space (the parser ends a number only at a space, not at "}" or ",").
                 closing = [t for t in allowed if t in self.closers]
-                # A lone quote may open a new string rather than close one: prefer brackets and EOS.
                 strong = [t for t in closing if t not in self.quotes]
-                if strong or closing:
-                    return strong or closing
+                quote = [t for t in closing if t in self.quotes]
+                space = [] if tokens[-1] in self.spaces else [t for t in allowed if t in self.spaces]
+                preferred = strong or quote or space
+                if preferred:
+                    return preferred
         return allowed
