@@ -53,6 +53,8 @@ class SchemaConstraint:
         self.closers = closers if closers is not None else closing_tokens(data)
         self.quotes = {i for i, text, _ in data.regular_tokens if text.strip() == '"'}
         self.spaces = {i for i, text, _ in data.regular_tokens if text == " "}
+        self.whitespace = {i for i, text, _ in data.regular_tokens if text and not text.strip()}
+        self.digits = {i for i, text, _ in data.regular_tokens if text.strip().isdigit()}
         self.start_len: int | None = None
 
     def __call__(self, batch_id: int, input_ids) -> list[int]:
@@ -60,16 +62,20 @@ class SchemaConstraint:
         if self.start_len is None:
             self.start_len = len(tokens)  # rows share one length (left padding): the first call is the prompt
         allowed = self.enforcer.get_allowed_tokens(tokens).allowed_tokens
+        # The parser ends a number only at whitespace; anywhere else whitespace just burns the token budget.
+        in_number = any(t in self.digits for t in allowed) and tokens[-1] not in self.whitespace
+        compact = [t for t in allowed if t not in self.whitespace]
         if self.max_new_tokens is not None:
             left = self.max_new_tokens - (len(tokens) - self.start_len)
             if left <= self.window:
-                # Brackets and EOS first; a lone quote may open a new string rather than close one, so it
-                # comes after a space (the parser ends a number only at a space, not at "}" or ",").
+                # Brackets and EOS first; a lone quote may open a new string rather than close one.
                 closing = [t for t in allowed if t in self.closers]
                 strong = [t for t in closing if t not in self.quotes]
                 quote = [t for t in closing if t in self.quotes]
-                space = [] if tokens[-1] in self.spaces else [t for t in allowed if t in self.spaces]
+                space = [t for t in allowed if t in self.spaces] if in_number else []
                 preferred = strong or quote or space
                 if preferred:
                     return preferred
-        return allowed
+        if in_number:
+            return allowed
+        return compact or allowed
