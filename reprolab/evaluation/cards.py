@@ -1,0 +1,95 @@
+"""Model cards: one markdown page per model with its data snapshot, params, metrics and known limits."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import yaml
+
+from reprolab.evaluation.summary import ModelSpec, flatten
+
+# What the default (embedded) profile cannot tell you, per model; the card adds limits read off the metrics.
+KNOWN_LIMITS = {
+    "clip": [
+        "Trained and tested on a small sample collection (art images with one description each); recall on "
+        "the customer's ticket photos must be measured on their data.",
+        "Recall@k assumes one caption per image; repeated captions inside a batch act as false negatives.",
+    ],
+    "llm": [
+        "The default profile fine-tunes a 135M-parameter stand-in (SmolLM2) for Mistral-7B-Instruct; absolute "
+        "scores are not those of the production model.",
+        "Intents and slots are those of the NLU++ ontology (banking, hotels); unseen domains are out of scope.",
+    ],
+    "rag": [
+        "Evaluated on a handful of questions over one Portuguese document; refusal accuracy on so few "
+        "questions moves in large steps.",
+    ],
+}
+
+
+def _fmt(x: float) -> str:
+    return f"{x:.4g}" if isinstance(x, float) else str(x)
+
+
+def metrics_table(metrics: dict, baseline: str) -> list[str]:
+    """Rows: metric; columns: variants, plus each non-baseline variant's change against the baseline."""
+    variants = {v: flatten(m) for v, m in metrics.items() if isinstance(m, dict)}
+    if not variants:
+        flat = flatten(metrics)
+        return ["| metric | value |", "|---|---|", *[f"| {k} | {_fmt(v)} |" for k, v in sorted(flat.items())]]
+    names = sorted({k for flat in variants.values() for k in flat})
+    others = [v for v in variants if v != baseline] if baseline in variants else []
+    header = ["metric", *variants, *[f"{v} − {baseline}" for v in others]]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for name in names:
+        cells = [_fmt(variants[v][name]) if name in variants[v] else "–" for v in variants]
+        for v in others:
+            a, b = variants[baseline].get(name), variants[v].get(name)
+            cells.append(f"{b - a:+.4g}" if a is not None and b is not None else "–")
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    return lines
+
+
+def auto_limits(metrics: dict, baseline: str) -> list[str]:
+    """Limits read off the numbers: where fine-tuning did not beat the baseline, or recall is near chance."""
+    notes = []
+    variants = {v: flatten(m) for v, m in metrics.items() if isinstance(m, dict)}
+    base = variants.get(baseline, {})
+    for variant, flat in variants.items():
+        if variant == baseline:
+            continue
+        worse = sorted(k for k, v in flat.items() if k in base and "rank" not in k and "tokens" not in k
+                       and "chance" not in k and v < base[k])
+        if worse:
+            notes.append(f"`{variant}` scores below `{baseline}` on: {', '.join(worse)}.")
+    for variant, flat in variants.items():
+        chance = flat.get("chance_recall@5")
+        for k in ("i2t_recall@5", "t2i_recall@5"):
+            if chance is not None and k in flat and flat[k] <= 2 * chance:
+                notes.append(f"`{variant}` {k} = {flat[k]:.3g} is within 2x of chance ({chance:.3g}).")
+    return notes
+
+
+def data_snapshot_hash(dvc_file: Path = Path("data.dvc")) -> str:
+    if not dvc_file.is_file():
+        return "unknown (no data.dvc)"
+    outs = (yaml.safe_load(dvc_file.read_text(encoding="utf-8")) or {}).get("outs", [{}])
+    return str(outs[0].get("md5", "unknown"))
+
+
+def render_card(model: str, spec: ModelSpec, metrics: dict, params: dict, snapshot: str,
+                plots: list[str]) -> str:
+    lines = [f"# Model card: {spec.title or model}", "",
+             f"- Data snapshot (data.dvc md5): `{snapshot}`",
+             f"- Metrics file: `{spec.metrics}`", "", "## Parameters", ""]
+    shown = {s: params[s] for s in spec.params if s in params}
+    if shown:
+        lines += ["```yaml", yaml.safe_dump(shown, sort_keys=True).rstrip(), "```"]
+    else:
+        lines.append("(no params sections configured for this model)")
+    lines += ["", f"## Metrics (baseline: `{spec.baseline}`)", "", *metrics_table(metrics, spec.baseline)]
+    if plots:
+        lines += ["", "## Plots", "", *[f"![{Path(p).stem}](../plots/{Path(p).name})" for p in plots]]
+    lines += ["", "## Known limits", "", *[f"- {t}" for t in KNOWN_LIMITS.get(model, [])],
+              *[f"- {t}" for t in auto_limits(metrics, spec.baseline)]]
+    return "\n".join(lines) + "\n"
