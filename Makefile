@@ -61,3 +61,11 @@ serve: setup
 
 clean:
 	rm -rf corpus splits models index .pytest_cache
+
+# The PR report against BASE (default: merge base with origin/main, else HEAD~1); then the gate verdict.
+report: setup
+	$(BIN)/python -m stages.report $(if $(BASE),--base $(BASE))
+
+# Fails (exit 2) and notifies (SLACK_WEBHOOK_URL, GITHUB_TOKEN + GITHUB_REPOSITORY) when the gate says fail.
+gate: setup
+	$(BIN)/python -m stages.gate
