@@ -106,3 +106,25 @@ def test_batches_never_repeat_a_caption_or_an_image():
             assert len(set(texts)) == len(texts)
             assert len({int(owner[i]) for i in batch}) == len(batch)
         assert sum(len(b) for b in batches) >= 5  # at most a lone caption is dropped
+
+
+def test_caption_views_split_long_descriptions_into_extra_captions_of_the_same_image():
+    from reprolab.clip.data import caption_views, with_caption_views
+
+    text = "A man rides a horse. Behind him a castle burns!\nThe caption reads: Fin."
+    views = caption_views(text, max_views=4)
+    assert views[0] == "Behind him a castle burns! The caption reads: Fin."  # the tail a length cut hides
+    assert "A man rides a horse." in views and "Behind him a castle burns!" in views
+    assert caption_views("He rides. Ok.\nThe caption reads: Fin.") == ["The caption reads: Fin."]  # < 3 words out
+    assert caption_views("One short sentence only.") == []  # nothing beyond the full text
+    assert len(caption_views(text, max_views=2)) == 2
+
+    pairs = PairSet(["a", "b"], torch.zeros(2, 3, 2, 2), [text, "A dog."], torch.zeros(2, 4, dtype=torch.long),
+                    torch.tensor([0, 1]))
+    augmented = with_caption_views(pairs, lambda texts: torch.ones(len(texts), 4, dtype=torch.long), 4)
+    assert augmented.captions[:2] == pairs.captions  # the full descriptions stay first
+    assert augmented.pixels is pairs.pixels
+    assert augmented.caption_image.tolist() == [0, 1] + [0] * (len(augmented) - 2)
+    assert augmented.tokens.shape == (len(augmented), 4)
+    for batch in caption_batches(augmented, 4, torch.Generator().manual_seed(0)):
+        assert len({int(augmented.caption_image[i]) for i in batch}) == len(batch)

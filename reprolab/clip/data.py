@@ -7,6 +7,7 @@ count them as negatives of each other, and recall stays flat (see ARCHITECTURE.m
 from __future__ import annotations
 
 import json
+import re
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -104,3 +105,43 @@ def caption_batches(pairs: PairSet, batch_size: int, generator: torch.Generator)
         texts.add(text)
         images.add(image)
     return [b for b in batches if len(b) > 1]  # a batch of one has no negatives
+
+
+_SENTENCE_END = re.compile(r"(?<=[.!?])\s+|\n+")
+
+
+def sentences(text: str, min_words: int = 3) -> list[str]:
+    """The sentences of a description (split at . ! ? and line breaks), fragments under min_words dropped."""
+    parts = [" ".join(p.split()) for p in _SENTENCE_END.split(text)]
+    return [p for p in parts if len(p.split()) >= min_words]
+
+
+def caption_views(text: str, max_views: int = 4, min_words: int = 3) -> list[str]:
+    """Extra captions of one image from its long description: each sentence, then its tail without the first
+    sentence (text a context-length cut hides), up to max_views, none equal to the full text."""
+    full = " ".join(text.split())
+    parts = sentences(text, min_words)
+    views: list[str] = []
+    if len(parts) > 2:
+        views.append(" ".join(parts[1:]))
+    views += parts
+    out: list[str] = []
+    for v in views:
+        if v != full and v not in out:
+            out.append(v)
+    return out[:max_views]
+
+
+def with_caption_views(pairs: PairSet, tokenizer, max_views: int = 4, min_words: int = 3) -> PairSet:
+    """The pair set plus sentence-level captions of each caption's image (text-side augmentation for training;
+    evaluation keeps the full descriptions). Pixels are shared, not copied."""
+    captions, owner = list(pairs.captions), pairs.caption_image.tolist()
+    extra, extra_owner = [], []
+    for text, image in zip(pairs.captions, owner):
+        views = caption_views(text, max_views, min_words)
+        extra += views
+        extra_owner += [image] * len(views)
+    if not extra:
+        return pairs
+    return PairSet(pairs.image_ids, pairs.pixels, captions + extra,
+                   torch.cat([pairs.tokens, tokenizer(extra)]), torch.tensor(owner + extra_owner))

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import torch
 
-from reprolab.clip.data import PairSet, build_pairs, read_pairs
+from reprolab.clip.data import PairSet, build_pairs, read_pairs, with_caption_views
 from reprolab.clip.model import (
     PACKAGED_IMAGE_TOWERS,
     PACKAGED_TEXT_TOWERS,
@@ -29,6 +29,7 @@ from reprolab.clip.train import (
     seed_everything,
     tower_split,
     train_heads,
+    with_cached_captions,
 )
 from reprolab.config import StrictConfig
 from reprolab.evaluation.retrieval import chance_recall
@@ -96,6 +97,11 @@ def train_and_evaluate(cfg: TrainClipConfig, splits: Path, corpus: Path) -> Clip
                     extra={"model": cfg.model.name})
         metrics["baseline"] = _row(evaluate(model, sets["test"], device))
         train, val = sets["train"], sets["validation"]
+    if cfg.train.caption_views > 0:
+        # Text-side augmentation for fine-tuning only: the reference and all evaluations use full descriptions.
+        augmented = with_caption_views(sets["train"], tokenizer, cfg.train.caption_views)
+        log.info("caption views", extra={"train_captions": len(augmented), "train_images": len(sets["train"])})
+        train = with_cached_captions(split, train, augmented, device) if split is not None else augmented
     if cfg.train.epochs > 0:
         history += fine_tune(model, split, train, val, cfg.train, device)
     # The reported numbers come through the whole model, as the saved directory will compute them.

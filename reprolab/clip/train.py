@@ -48,6 +48,7 @@ class TrainConfig(StrictConfig):
     hflip: bool = True  # random horizontal flips of the cached images in stage 2
     feature_crop: float = 0.0  # stage 2: random crops of the cached feature maps, down to this share of a side
     train_batchnorm: bool = False  # update BatchNorm statistics (noisy at small batch sizes) or keep them
+    caption_views: int = 0  # stage 2: up to n sentence-level captions per description as extra training pairs
 
 
 @dataclass
@@ -149,6 +150,12 @@ def cache_features(model, split: TowerSplit, pairs: PairSet, device, flips: bool
         _batched(split.image_prefix, pairs.pixels.flip(-1), device) if flips else None,
         _batched(split.text_body, pairs.tokens, device) if text_frozen else None,
     )
+
+
+def with_cached_captions(split: TowerSplit, cached: CachedPairs, pairs: PairSet, device) -> CachedPairs:
+    """`cached` for a pair set with the same images and more captions: image outputs reused, captions encoded."""
+    return CachedPairs(pairs, cached.prefix, cached.prefix_flipped,
+                       None if cached.text is None else _batched(split.text_body, pairs.tokens, device))
 
 
 @torch.inference_mode()
