@@ -73,3 +73,28 @@ def s3_bucket(moto_endpoint):
     name = f"test-{uuid.uuid4().hex[:10]}"
     client.create_bucket(Bucket=name)
     yield client, name
+
+
+@pytest.fixture(scope="session")
+def sample_data(tmp_path_factory):
+    """corpus/ and splits/ built from the shipped samples by the real library code, in a temp folder.
+
+    Tests that need the real corpus use this instead of the repository's own DVC outputs, which a fresh
+    clone does not have. Returns (corpus, splits).
+    """
+    import json
+
+    from reprolab.data.corpus import FetchConfig, build_corpus, read_records
+    from reprolab.data.snapshot import update_snapshot
+    from reprolab.data.sources import LocalSource
+    from reprolab.data.split import SplitConfig, split_by_hash
+
+    root = tmp_path_factory.mktemp("sample_data")
+    update_snapshot(LocalSource(REPO / "samples"), root / "data")
+    build_corpus(root / "data", root / "corpus", FetchConfig())
+    for dataset in ("art", "nlupp", "viggo"):
+        (root / "splits" / dataset).mkdir(parents=True)
+        for name, part in split_by_hash(read_records(root / "corpus", dataset), SplitConfig()).items():
+            lines = "".join(json.dumps(r, ensure_ascii=False, sort_keys=True) + "\n" for r in part)
+            (root / "splits" / dataset / f"{name}.jsonl").write_text(lines, encoding="utf-8")
+    return root / "corpus", root / "splits"

@@ -93,14 +93,11 @@ def test_completion_json_is_compact_sorted_and_parses_back():
 
 
 @pytest.mark.parametrize("task", ["nlupp", "viggo"])
-def test_gold_targets_of_both_tasks_fit_the_task_schema(task):
-    from pathlib import Path
-
+def test_gold_targets_of_both_tasks_fit_the_task_schema(task, sample_data):
     from reprolab.llm.tasks import load_task
 
-    if not Path("splits/viggo/train.jsonl").is_file():
-        pytest.skip("splits/ not built (make data repro)")
-    onto, data = load_task(task, Path("splits"), Path("corpus"), ["banking", "hotels"])
+    corpus, splits = sample_data
+    onto, data = load_task(task, splits, corpus, ["banking", "hotels"])
     schema = task_json_schema(onto)
     valid = [parse_extraction(ex.target.to_json(), schema).schema_valid for ex in data["train"]]
     # NLU++ has a handful of off-contract values (currency "ambiguous", a date left as text): < 1%.

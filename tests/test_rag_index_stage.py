@@ -12,14 +12,13 @@ from reprolab.rag import build as build_module
 from reprolab.rag.build import IndexConfig, build, evaluate
 
 REPO = Path(__file__).resolve().parents[1]
-CORPUS, SPLITS = REPO / "corpus", REPO / "splits"
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(not (CORPUS / "docs/records.jsonl").exists() or not (SPLITS / "art").exists(),
-                    reason="corpus/ and splits/ come from `make data repro`")
-def test_index_build_and_evaluation(tmp_path, monkeypatch):
+def test_index_build_and_evaluation(tmp_path, monkeypatch, sample_data):
     from tests.test_rag_unit import FakeClip
+
+    CORPUS, SPLITS = sample_data
 
     monkeypatch.chdir(REPO)
     monkeypatch.setattr(build_module, "load_clip", lambda model_dir, required=False: FakeClip())
