@@ -13,7 +13,7 @@ export TRANSFORMERS_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 export DVC_NO_ANALYTICS := 1
 
-.PHONY: setup run data repro test test-fast report serve bench profile clean help
+.PHONY: setup run data repro test test-fast report serve bench profile clean help tag-models
 
 help:
 	@echo "make run    - set up, then run the whole pipeline (snapshot + dvc repro) on the embedded default"
@@ -69,3 +69,8 @@ report: setup
 # Fails (exit 2) and notifies (SLACK_WEBHOOK_URL, GITHUB_TOKEN + GITHUB_REPOSITORY) when the gate says fail.
 gate: setup
 	$(BIN)/python -m stages.gate
+
+# Name this commit's models: annotated tags <artifact>@v<YYYY>.<M>.<N> (GTO format) for the dvc.yaml `artifacts:`
+# whose output changed since their latest version (MONTH=YYYY-MM overrides the commit's month). docs/reproduce.md
+tag-models: setup
+	$(BIN)/python -m reprolab.registry tag $(if $(MONTH),--month $(MONTH))
