@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
+from urllib.parse import urlsplit
 
 import httpx
 from pydantic import AliasChoices, Field
@@ -43,10 +44,17 @@ def _retryable(status: int) -> bool:
     return status == 429 or status >= 500
 
 
+def redact(url: str) -> str:
+    """A webhook URL's path is its secret: show only scheme and host in logs and errors."""
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}/***" if parts.netloc else "***"
+
+
 def post_json(url: str, payload: dict, settings: NotifySettings, headers: dict | None = None,
-              sleep: Callable[[float], None] = time.sleep) -> httpx.Response:
-    """POST `payload`; retry transient failures; return the first 2xx response."""
+              sleep: Callable[[float], None] = time.sleep, shown_as: str | None = None) -> httpx.Response:
+    """POST `payload`; retry transient failures; return the first 2xx response. `shown_as`: the URL as logged."""
     delay = settings.backoff_s
+    shown = shown_as or url
     last = ""
     with httpx.Client(timeout=settings.timeout_s) as client:
         for attempt in range(settings.retries + 1):
@@ -59,18 +67,19 @@ def post_json(url: str, payload: dict, settings: NotifySettings, headers: dict |
                     return response
                 last = f"HTTP {response.status_code}: {response.text[:200]}"
                 if not _retryable(response.status_code):
-                    raise NotifyError(f"POST {url} rejected ({last}): check the URL and token")
+                    raise NotifyError(f"POST {shown} rejected ({last}): check the URL and token")
             if attempt < settings.retries:
                 log.warning("notification failed, retrying",
-                            extra={"url": url, "attempt": attempt + 1, "error": last, "retry_in_s": delay})
+                            extra={"url": shown, "attempt": attempt + 1, "error": last, "retry_in_s": delay})
                 sleep(delay)
                 delay *= 2
-    raise NotifyError(f"POST {url} failed after {settings.retries + 1} attempts: {last}")
+    raise NotifyError(f"POST {shown} failed after {settings.retries + 1} attempts: {last}")
 
 
 def send_webhook(settings: NotifySettings, text: str, sleep: Callable[[float], None] = time.sleep) -> None:
     """A Slack-compatible incoming webhook: {"text": ...} (Mattermost, Rocket.Chat, Teams' Slack mode...)."""
-    post_json(settings.slack_webhook_url, {"text": text}, settings, sleep=sleep)
+    url = settings.slack_webhook_url
+    post_json(url, {"text": text}, settings, sleep=sleep, shown_as=redact(url))
 
 
 def open_issue(settings: NotifySettings, title: str, body: str,
