@@ -27,33 +27,108 @@ def enforcer_tokenizer_data(tokenizer) -> TokenEnforcerTokenizerData:
     return TokenEnforcerTokenizerData(regular, decode, tokenizer.eos_token_id, False, vocab_size)
 
 
-CLOSERS = set('"]}')
+# Preferred characters when closing an output the token budget cut: end containers, strings, then the
+# shortest legal filler (an empty string, a zero) for required fields still missing.
+CLOSING_ORDER = '}]":,0[{ '
 
 
-def closing_tokens(data: TokenEnforcerTokenizerData) -> set[int]:
-    """Tokens made only of closing characters: what finishes an open string, array or object soonest."""
-    ids = {i for i, text, _ in data.regular_tokens if text.strip() and set(text.strip()) <= CLOSERS}
-    eos = data.eos_token_id if isinstance(data.eos_token_id, list) else [data.eos_token_id]
-    return ids | set(eos)
+def _in_string(text: str) -> bool:
+    inside = escape = False
+    for c in text:
+        if inside:
+            if escape:
+                escape = False
+            elif c == "\\":
+                escape = True
+            elif c == '"':
+                inside = False
+        elif c == '"':
+            inside = True
+    return inside
+
+
+def _scan(text: str, inside: bool, last: str) -> tuple[bool, str, bool]:
+    """Continue a JSON scan over `text`: (inside a string?, last significant character outside strings,
+    did a '}' or ']' follow a ',' directly?)."""
+    dangling, escape = False, False
+    for c in text:
+        if inside:
+            if escape:
+                escape = False
+            elif c == "\\":
+                escape = True
+            elif c == '"':
+                inside, last = False, '"'
+        elif c == '"':
+            inside = True
+        elif not c.isspace():
+            dangling = dangling or (c in "}]" and last == ",")
+            last = c
+    return inside, last, dangling
+
+
+def closing_suffix(prefix: str, schema: dict, limit: int = 2000) -> str:
+    """The characters that turn `prefix` (a valid prefix under `schema`) into a complete, schema-valid object.
+
+    Walks lm-format-enforcer's character parser from the prefix's state, always taking the allowed character
+    that closes soonest (a quote inside a string; '}' / ']' / '"' / ':' / ',' / '0' outside; otherwise the
+    first allowed character, which finishes an enum value or a required key). Every step is legal by the
+    parser, so the result validates; `limit` only guards against a schema with unbounded required content.
+    """
+    parser = JsonSchemaParser(schema)
+    for c in prefix:
+        parser = parser.add_character(c)
+    out = ""
+    while not parser.can_end():
+        allowed = parser.get_allowed_characters()
+        if not allowed or len(out) > limit:
+            raise ValueError(f"cannot close JSON prefix {prefix!r} (got {out!r})")
+        order = '"' + CLOSING_ORDER if _in_string(prefix + out) else CLOSING_ORDER
+        c = next((c for c in order if c in allowed), None) or sorted(allowed)[0]
+        parser = parser.add_character(c)
+        out += c
+    return out
+
+
+def intent_array_ok(text: str, intents: list[str]) -> bool:
+    """False when the generated `text` repeats an intent, or has an open intent string whose every
+    completion is already used (so the model cannot loop on one label: uniqueItems, enforced while decoding).
+    True outside the intents array."""
+    key = text.find('"intents"')
+    if key < 0:
+        return True
+    bracket = text.find("[", key)
+    if bracket < 0:
+        return True
+    region = text[bracket + 1:].split("]")[0]
+    parts = region.split('"')
+    strings = parts[1::2]
+    quotes = len(parts) - 1
+    partial = strings.pop() if quotes % 2 == 1 else None
+    if len(set(strings)) != len(strings):
+        return False
+    if partial is None:  # after a ',' a new intent must follow: one must be left
+        return "," not in parts[-1] or any(v not in strings for v in intents)
+    return any(v.startswith(partial) and v not in strings for v in intents)
 
 
 class SchemaConstraint:
     """prefix_allowed_tokens_fn for `generate`: the tokens that keep the output a prefix of valid JSON.
 
-    The schema only guarantees a valid *prefix*; an output cut by max_new_tokens is still broken. So in the
-    last `closing_window` tokens of the budget, where the schema allows a closing token (or EOS), only those
-    are allowed: an open number, string, array or object gets finished instead of cut.
+    On top of the schema (lm-format-enforcer), intents are unique: a token that would repeat an intent, or
+    start a string only a used intent completes, is not allowed (unless nothing else is). The schema alone only
+    guarantees a valid *prefix*: an output the token budget cuts is finished by `finish` with the shortest
+    schema-legal suffix computed from the parser state (`closing_suffix`), so every output validates.
     """
 
-    def __init__(self, data: TokenEnforcerTokenizerData, schema: dict, max_new_tokens: int | None = None,
-                 closing_window: int = 24, closers: set[int] | None = None):
+    def __init__(self, data: TokenEnforcerTokenizerData, schema: dict, max_new_tokens: int | None = None):
         config = CharacterLevelParserConfig(max_consecutive_whitespaces=0, max_json_array_length=8)
         self.enforcer = TokenEnforcer(data, JsonSchemaParser(schema, config=config))
-        self.max_new_tokens, self.window = max_new_tokens, closing_window
-        self.closers = closers if closers is not None else closing_tokens(data)
-        self.quotes = {i for i, text, _ in data.regular_tokens if text.strip() == '"'}
-        self.spaces = {i for i, text, _ in data.regular_tokens if text == " "}
+        self.schema, self.max_new_tokens, self.decode = schema, max_new_tokens, data.decoder
+        self.intents = list(schema["properties"]["intents"]["items"].get("enum", []))
+        self.text = {i: text for i, text, _ in data.regular_tokens}
         self.whitespace = {i for i, text, _ in data.regular_tokens if text and not text.strip()}
+        self.closing = {i for i, text, _ in data.regular_tokens if "}" in text or "]" in text}
         self.digits = {i for i, text, _ in data.regular_tokens if text.strip().isdigit()}
         self.start_len: int | None = None
 
@@ -62,20 +137,25 @@ class SchemaConstraint:
         if self.start_len is None:
             self.start_len = len(tokens)  # rows share one length (left padding): the first call is the prompt
         allowed = self.enforcer.get_allowed_tokens(tokens).allowed_tokens
+        if self.intents:
+            generated = self.decode(tokens[self.start_len:])
+            if '"slots"' not in generated:
+                unique = [t for t in allowed if intent_array_ok(generated + self.text.get(t, ""), self.intents)]
+                allowed = unique or allowed
+        allowed = self._no_dangling_commas(self.decode(tokens[self.start_len:]), allowed)
         # The parser ends a number only at whitespace; anywhere else whitespace just burns the token budget.
         in_number = any(t in self.digits for t in allowed) and tokens[-1] not in self.whitespace
-        compact = [t for t in allowed if t not in self.whitespace]
-        if self.max_new_tokens is not None:
-            left = self.max_new_tokens - (len(tokens) - self.start_len)
-            if left <= self.window:
-                # Brackets and EOS first; a lone quote may open a new string rather than close one.
-                closing = [t for t in allowed if t in self.closers]
-                strong = [t for t in closing if t not in self.quotes]
-                quote = [t for t in closing if t in self.quotes]
-                space = [t for t in allowed if t in self.spaces] if in_number else []
-                preferred = strong or quote or space
-                if preferred:
-                    return preferred
         if in_number:
             return allowed
-        return compact or allowed
+        return [t for t in allowed if t not in self.whitespace] or allowed
+
+    def _no_dangling_commas(self, generated: str, allowed: list[int]) -> list[int]:
+        """lm-format-enforcer lets '}' or ']' follow a ',' in an object with no required key left (invalid
+        JSON: `{"slots":{"a":"b",}}`). Drop a token that would close right after a comma."""
+        inside, last, _ = _scan(generated, False, "")
+        keep = [t for t in allowed if t not in self.closing or not _scan(self.text[t], inside, last)[2]]
+        return keep or allowed
+
+    def finish(self, text: str) -> str:
+        """`text` completed to a schema-valid object when the budget cut it (unchanged when already complete)."""
+        return text + closing_suffix(text, self.schema)

@@ -1,7 +1,8 @@
 """Serving-side extraction: message(s) in, validated `Extraction` out, whatever the message holds.
 
-Constrained decoding keeps every output inside the schema; an output cut off by the token budget cannot be
-completed, so it becomes an empty Extraction with a warning in the log (never an exception for bad input).
+Constrained decoding makes every output schema-valid (an output the token budget cuts is closed with the shortest
+schema-legal suffix); unconstrained output that does not validate becomes an empty Extraction with a warning in
+the log (never an exception for bad input).
 """
 
 from __future__ import annotations

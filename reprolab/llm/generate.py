@@ -16,7 +16,7 @@ from tqdm import tqdm
 
 from transformers import StoppingCriteria, StoppingCriteriaList
 
-from reprolab.llm.constrained import SchemaConstraint, closing_tokens, enforcer_tokenizer_data
+from reprolab.llm.constrained import SchemaConstraint, enforcer_tokenizer_data
 from reprolab.llm.schema import first_json_object
 
 log = logging.getLogger(__name__)
@@ -95,10 +95,9 @@ def generate_batched(
     encoded = [tokenizer(p, add_special_tokens=False).input_ids for p in prompts]
     prefix = PrefixCache(model, tokenizer, shared_prefix) if shared_prefix else None
     tokenizer_data = enforcer_tokenizer_data(tokenizer) if constraint_schema is not None else None
-    closers = closing_tokens(tokenizer_data) if tokenizer_data is not None else None
     order = sorted(range(len(prompts)), key=lambda i: len(encoded[i]))
     texts: list[str] = [""] * len(prompts)
-    new_tokens, hits = 0, 0
+    new_tokens, hits, closed = 0, 0, 0
     start = time.perf_counter()
     batches = [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
     for batch in tqdm(batches, desc=progress or "generate", disable=progress is None, leave=False):
@@ -115,11 +114,11 @@ def generate_batched(
             hits += len(seqs)
         else:
             ids, mask = _pad_left(seqs, tokenizer.pad_token_id)
+        constraint = None
         if constraint_schema is not None:
             # A fresh enforcer per batch: its state is keyed by token sequence, and fresh keeps memory flat.
-            kwargs["prefix_allowed_tokens_fn"] = SchemaConstraint(
-                tokenizer_data, constraint_schema, max_new_tokens, closers=closers
-            )
+            constraint = SchemaConstraint(tokenizer_data, constraint_schema, max_new_tokens)
+            kwargs["prefix_allowed_tokens_fn"] = constraint
         with torch.no_grad():
             out = model.generate(
                 input_ids=ids.to(model.device),
@@ -141,9 +140,19 @@ def generate_batched(
             text = tokenizer.decode(toks[:length], skip_special_tokens=True)
             obj = first_json_object(text)
             # Text after the first object's closing brace was generated in the same step (a multi-char token).
-            texts[i] = text[: text.index(obj) + len(obj)] if obj else text
+            if obj:
+                texts[i] = text[: text.index(obj) + len(obj)]
+            elif constraint is not None:
+                # The budget cut a valid prefix: finish it with the shortest schema-legal suffix (forced text,
+                # no model call), so every constrained output parses and validates.
+                texts[i] = constraint.finish(text)
+                closed += 1
+            else:
+                texts[i] = text
     seconds = time.perf_counter() - start
-    return Generation(texts, [len(e) for e in encoded], seconds, new_tokens, hits)
+    if closed:
+        log.info("constrained outputs closed after the token budget", extra={"closed": closed, "n": len(prompts)})
+    return Generation(texts, [len(e) for e in encoded], seconds, new_tokens, hits, {"closed_by_budget": closed})
 
 
 def generate_one_at_a_time(model, tokenizer, prompts: list[str], max_new_tokens: int) -> Generation:
