@@ -51,7 +51,7 @@ def _git(root: Path, *args: str, check: bool = True) -> str:
 
 
 def declared_artifacts(root: Path, rev: str | None = None) -> dict[str, dict]:
-    """{name: {"path", "type", ...}} from the `artifacts:` section of dvc.yaml (at `rev`, else the workspace)."""
+    """{name: {"path", "type", ...}} from dvc.yaml's `artifacts:` (at `rev`, else in the workspace)."""
     text = _git(root, "show", f"{rev}:dvc.yaml", check=False) if rev else (root / "dvc.yaml").read_text()
     artifacts = (yaml.safe_load(text) or {}).get("artifacts") or {}
     if not artifacts:
@@ -85,8 +85,8 @@ def month_of(root: Path, rev: str) -> tuple[int, int]:
     return when.year, when.month
 
 
-def register(root: Path = Path("."), rev: str = "HEAD", only: list[str] | None = None, month: str | None = None,
-             register_unchanged: bool = False) -> list[Registered]:
+def register(root: Path = Path("."), rev: str = "HEAD", only: list[str] | None = None,
+             month: str | None = None, register_unchanged: bool = False) -> list[Registered]:
     """Create the annotated tags; returns what was registered and what was skipped, per artifact."""
     commit = _git(root, "rev-parse", "--verify", f"{rev}^{{commit}}").strip()
     artifacts = declared_artifacts(root, commit)
@@ -110,8 +110,8 @@ def register(root: Path = Path("."), rev: str = "HEAD", only: list[str] | None =
             continue
         current = output_hash(root, commit, path)
         if current is None:
-            results.append(Registered(name, "", False, f"{path} has no entry in dvc.lock: run `dvc repro` and "
-                                      "commit first"))
+            reason = f"{path} has no entry in dvc.lock: run `dvc repro` and commit first"
+            results.append(Registered(name, "", False, reason))
             continue
         if known and not register_unchanged and output_hash(root, known[-1][1], path) == current:
             results.append(Registered(name, known[-1][1], False, "unchanged since its latest version"))
@@ -125,7 +125,8 @@ def register(root: Path = Path("."), rev: str = "HEAD", only: list[str] | None =
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
     tag = sub.add_parser("tag", help="register a version of each artifact on a commit (annotated git tags)")
     tag.add_argument("--rev", default="HEAD")

@@ -15,12 +15,10 @@ from pathlib import Path
 import pytest
 import yaml
 
-from reprolab.registry import register
+from reprolab.registry import RegistryError, register
 
 REPO = Path(__file__).resolve().parents[1]
 VENV_BIN = Path(sys.executable).parent
-
-pytestmark = pytest.mark.slow
 
 TRAIN = ("python -c \"import os, yaml; p = yaml.safe_load(open('params.yaml'))['train']; "
          "os.makedirs('models/model', exist_ok=True); "
@@ -71,6 +69,7 @@ class Repo:
         return "Data and pipelines are up to date" in self.dvc("status").stdout
 
 
+@pytest.mark.slow
 def test_reproduce_a_past_model_by_tag(tmp_path, s3_bucket, moto_endpoint):
     _, bucket = s3_bucket
     remote = f"s3://{bucket}/store"
@@ -146,3 +145,23 @@ def test_reproduce_a_past_model_by_tag(tmp_path, s3_bucket, moto_endpoint):
     origin.dvc("artifacts", "get", str(origin.root), "model", "--rev", "v2026.10.0", "-o", str(got))
     assert {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in got.rglob("*") if p.is_file()} == {
         Path(k).name: v for k, v in at_a.items()}
+
+
+def test_registry_refuses_bad_input(tmp_path):
+    repo = Repo(tmp_path)
+    repo.sh("git", "init", "-q", "-b", "main")
+    repo.git_identity()
+    (tmp_path / "dvc.yaml").write_text(yaml.safe_dump({"stages": DVC_YAML["stages"]}))
+    repo.sh("git", "add", "dvc.yaml")
+    repo.sh("git", "commit", "-qm", "no artifacts")
+    with pytest.raises(RegistryError, match="declares no `artifacts:`"):
+        register(tmp_path)
+    (tmp_path / "dvc.yaml").write_text(yaml.safe_dump(DVC_YAML))
+    repo.sh("git", "commit", "-qam", "artifacts, but no dvc.lock")
+    with pytest.raises(RegistryError, match="unknown artifact"):
+        register(tmp_path, only=["clip"])
+    with pytest.raises(RegistryError, match="expected YYYY-MM"):
+        register(tmp_path, month="2026-13")
+    [r] = register(tmp_path, month="2026-03")
+    assert not r.created and "no entry in dvc.lock" in r.reason
+    assert repo.sh("git", "tag").stdout == ""

@@ -76,7 +76,13 @@ def params_diff(root: Path, base: str) -> dict[str, dict]:
 def _fmt(x) -> str:
     if x is None:
         return "–"
-    return f"{x:.4g}" if isinstance(x, float) else str(x)
+    return _cell(f"{x:.4g}" if isinstance(x, float) else str(x))
+
+
+def _cell(text: str) -> str:
+    """Markdown-safe table cell: gate patterns such as `*recall@*` in param names must not turn into italics,
+    and a `|` inside a value (a list or dict param) must not split the row."""
+    return text.replace("|", "\\|").replace("*", "\\*")
 
 
 def metrics_table(diff: dict[str, dict], cfg: EvaluateConfig) -> list[str]:
@@ -159,7 +165,8 @@ def build_report(cfg: EvaluateConfig, root: Path = Path("."), base: str | None =
     lines += ["", f"## Params changed (`dvc params diff {short}`)", ""]
     if params:
         lines += ["| param | base | new |", "|---|---|---|"]
-        lines += [f"| {k} | {_fmt(d.get('old'))} | {_fmt(d.get('new'))} |" for k, d in sorted(params.items())]
+        lines += [f"| {_cell(k)} | {_fmt(d.get('old'))} | {_fmt(d.get('new'))} |"
+                  for k, d in sorted(params.items())]
     else:
         lines.append("No parameter changed.")
     lines += [""] + data_quality_section(dq_new, dq_old, drift, drift_checked)
