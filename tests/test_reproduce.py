@@ -1,4 +1,4 @@
-"""docs/reproduce.md, run for real: tag a model version, change a param, repro, push to S3 (moto), then bring
+"""README "Reproduce any past model", run for real: tag a model version, change a param, repro, push to S3 (moto), then bring
 the old model back by tag, in the same clone (dvc checkout) and in a fresh clone (dvc pull), hash-equal to
 its dvc.lock; and by name with `dvc artifacts get`. A tiny repo with a one-line stage, not the real pipeline.
 """
