@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import shutil
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -17,6 +16,7 @@ from pathlib import Path
 
 from reprolab.config import StrictConfig
 from reprolab.data import readers
+from reprolab.data.atomic import swap_in
 from reprolab.data.readers import Candidate
 from reprolab.errors import SourceError
 
@@ -110,7 +110,7 @@ def build_corpus(snapshot: Path, corpus: Path, cfg: FetchConfig) -> dict:
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    _swap_in(tmp, corpus)
+    swap_in(tmp, corpus)
     totals = DatasetReport(*(sum(getattr(r, f) for r in reports.values())
                              for f in ("read", "accepted", "quarantined", "duplicates")))
     return {
@@ -125,16 +125,6 @@ def _write_jsonl(path: Path, records: list[dict]) -> None:
     with open(path, "w", encoding="utf-8") as f:
         for rec in records:
             f.write(json.dumps(rec, ensure_ascii=False, sort_keys=True) + "\n")
-
-
-def _swap_in(tmp: Path, final: Path) -> None:
-    old = final.with_name(final.name + ".old")
-    if final.exists():
-        if old.exists():
-            shutil.rmtree(old)
-        os.replace(final, old)
-    os.replace(tmp, final)
-    shutil.rmtree(old, ignore_errors=True)
 
 
 def read_records(corpus: Path, dataset: str) -> list[dict]:

@@ -19,6 +19,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
+from reprolab.data.atomic import swap_in
 from reprolab.data.sources import ObjectInfo, Source
 from reprolab.errors import SourceError
 
@@ -111,13 +112,7 @@ def update_snapshot(source: Source, snapshot: Path) -> SnapshotUpdate:
             _link_or_copy(snapshot / key, dest)
     _write_index(nxt, source, upstream)
 
-    old = snapshot.with_name(snapshot.name + ".old")
-    if snapshot.exists():
-        if old.exists():
-            shutil.rmtree(old)
-        os.replace(snapshot, old)
-    os.replace(nxt, snapshot)
-    shutil.rmtree(old, ignore_errors=True)
+    swap_in(nxt, snapshot)
     shutil.rmtree(staging, ignore_errors=True)
     log.info(
         "snapshot updated",
