@@ -106,3 +106,14 @@ def test_qlora_on_a_mistral_shaped_model(tmp_path):
         torch.cuda.empty_cache()
     print(results)
     assert results["qlora_nf4"]["peak_gib"] < results["bf16_lora"]["peak_gib"]
+
+
+def test_mix_slot_examples_holds_the_requested_share_and_is_seeded():
+    from reprolab.llm.train import mix_slot_examples
+
+    pool = [Example(f"s{i}", "x", Extraction(slots={"date": {"day": 1, "month": 1, "year": 2022}})) for i in range(10)]
+    pool += [Example(f"n{i}", "y", Extraction(intents=["greet"])) for i in range(30)]
+    mixed = mix_slot_examples(pool, 16, 0.5, seed=0)
+    assert len(mixed) == 16 and sum(bool(e.target.slots) for e in mixed) == 8
+    assert [e.id for e in mixed] == [e.id for e in mix_slot_examples(list(reversed(pool)), 16, 0.5, seed=0)]
+    assert mix_slot_examples(pool, 16, 0.0, seed=0) == pool   # off: unchanged

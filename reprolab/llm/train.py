@@ -30,6 +30,7 @@ class LoraTrainConfig(StrictConfig):
     quantize_4bit: bool = False      # QLoRA; needs CUDA
     max_train_examples: int = 400    # a fixed, seeded subset of the train split (0 = all)
     max_steps: int = 120
+    slot_example_fraction: float = 0.0  # >0: the max_steps*batch_size training examples hold this share with slots
     batch_size: int = 8
     learning_rate: float = 1e-3
     lora_r: int = 16
@@ -75,6 +76,21 @@ def pick_subset(examples: list[Example], n: int, seed: int) -> list[Example]:
     return rng.sample(sorted(examples, key=lambda e: e.id), n)
 
 
+def mix_slot_examples(examples: list[Example], n: int, fraction: float, seed: int) -> list[Example]:
+    """A seeded sample of n examples of which `fraction` have slots (NLU++ banking: a third do), so a short
+    run sees enough slot values to learn their normalised shapes."""
+    if fraction <= 0 or n <= 0:
+        return examples
+    pool = sorted(examples, key=lambda e: e.id)
+    with_slots = [e for e in pool if e.target.slots]
+    without = [e for e in pool if not e.target.slots]
+    k = min(len(with_slots), round(n * fraction))
+    rng = random.Random(seed)
+    picked = rng.sample(with_slots, k) + rng.sample(without, min(len(without), n - k))
+    rng.shuffle(picked)
+    return picked
+
+
 def top_layers(model, n: int) -> list[int] | None:
     total = model.config.num_hidden_layers
     return None if n <= 0 or n >= total else list(range(total - n, total))
@@ -99,6 +115,7 @@ def train_lora(cfg: LoraTrainConfig, ontology: Ontology, train: list[Example], o
         model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=cfg.gradient_checkpointing)
     tokenizer.padding_side = "right"
     examples = pick_subset(train, cfg.max_train_examples, cfg.seed)
+    examples = mix_slot_examples(examples, cfg.max_steps * cfg.batch_size, cfg.slot_example_fraction, cfg.seed)
     dataset = Dataset.from_list(sft_rows(tokenizer, ontology, examples))
     args = SFTConfig(
         output_dir=str(out_dir / "trainer"),
