@@ -32,21 +32,6 @@ def enforcer_tokenizer_data(tokenizer) -> TokenEnforcerTokenizerData:
 CLOSING_ORDER = '}]":,0[{ '
 
 
-def _in_string(text: str) -> bool:
-    inside = escape = False
-    for c in text:
-        if inside:
-            if escape:
-                escape = False
-            elif c == "\\":
-                escape = True
-            elif c == '"':
-                inside = False
-        elif c == '"':
-            inside = True
-    return inside
-
-
 def _scan(text: str, inside: bool, last: str) -> tuple[bool, str, bool]:
     """Continue a JSON scan over `text`: (inside a string?, last significant character outside strings,
     did a '}' or ']' follow a ',' directly?)."""
@@ -83,7 +68,7 @@ def closing_suffix(prefix: str, schema: dict, limit: int = 2000) -> str:
         allowed = parser.get_allowed_characters()
         if not allowed or len(out) > limit:
             raise ValueError(f"cannot close JSON prefix {prefix!r} (got {out!r})")
-        order = '"' + CLOSING_ORDER if _in_string(prefix + out) else CLOSING_ORDER
+        order = '"' + CLOSING_ORDER if _scan(prefix + out, False, "")[0] else CLOSING_ORDER
         c = next((c for c in order if c in allowed), None) or sorted(allowed)[0]
         parser = parser.add_character(c)
         out += c
