@@ -15,8 +15,9 @@ VENV_BIN = Path(sys.executable).parent
 
 
 class PipelineRepo:
-    def __init__(self, root: Path):
+    def __init__(self, root: Path, code_root: Path | None = None):
         self.root = root
+        self.code_root = code_root or root  # where `python -m stages.*` is imported from
 
     @classmethod
     def clone(cls, dest: Path) -> PipelineRepo:
@@ -29,7 +30,8 @@ class PipelineRepo:
     def env(self) -> dict[str, str]:
         env = dict(os.environ)
         env["PATH"] = f"{VENV_BIN}{os.pathsep}{env['PATH']}"
-        env.update(HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", DVC_NO_ANALYTICS="1", PYTHONPATH=str(self.root))
+        env.update(HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", DVC_NO_ANALYTICS="1", MPLBACKEND="Agg",
+                   PYTHONPATH=str(self.code_root))
         return env
 
     def sh(self, *cmd: str, check: bool = True) -> subprocess.CompletedProcess:

@@ -8,9 +8,7 @@ runs as a DVC stage and `python -m stages.report` builds the report, both from t
 from __future__ import annotations
 
 import json
-import os
 import re
-import subprocess
 import sys
 from pathlib import Path
 
@@ -19,9 +17,9 @@ import yaml
 
 from reprolab.evaluation.report import _fmt, metrics_table
 from reprolab.evaluation.summary import EvaluateConfig
+from tests.pipeline_repo import PipelineRepo
 
 REPO = Path(__file__).resolve().parents[1]
-VENV_BIN = Path(sys.executable).parent
 
 # Writes the "model" metrics, a training log and the data-quality report from params.yaml `toy`.
 GEN = r'''
@@ -89,24 +87,11 @@ def captions(words: int) -> str:
                                "height": 480}) + "\n" for i in range(10))
 
 
-class TempRepo:
+class TempRepo(PipelineRepo):
+    """A scratch git + DVC repository that runs this project's stage code."""
+
     def __init__(self, root: Path):
-        self.root = root
-
-    def env(self) -> dict[str, str]:
-        env = dict(os.environ)
-        env["PATH"] = f"{VENV_BIN}{os.pathsep}{env['PATH']}"
-        env.update(PYTHONPATH=str(REPO), DVC_NO_ANALYTICS="1", MPLBACKEND="Agg")
-        return env
-
-    def sh(self, *cmd: str, check: bool = True) -> subprocess.CompletedProcess:
-        proc = subprocess.run(cmd, cwd=self.root, env=self.env(), capture_output=True, text=True)
-        if check and proc.returncode != 0:
-            raise AssertionError(f"{' '.join(cmd)} exited {proc.returncode}\n{proc.stdout}\n{proc.stderr}")
-        return proc
-
-    def dvc(self, *args: str) -> subprocess.CompletedProcess:
-        return self.sh(str(VENV_BIN / "dvc"), *args)
+        super().__init__(root, code_root=REPO)
 
     def write(self, rel: str, text: str) -> None:
         path = self.root / rel
