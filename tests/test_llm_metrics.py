@@ -102,3 +102,38 @@ def test_gold_targets_of_both_tasks_fit_the_task_schema(task, sample_data):
     valid = [parse_extraction(ex.target.to_json(), schema).schema_valid for ex in data["train"]]
     # NLU++ has a handful of off-contract values (currency "ambiguous", a date left as text): < 1%.
     assert sum(valid) / len(valid) > 0.99
+
+
+def test_viggo_uses_its_official_splits_so_numbers_compare_with_published_ones(sample_data):
+    import json
+
+    from reprolab.llm.tasks import load_task
+
+    corpus, splits = sample_data
+    _, data = load_task("viggo", splits, corpus, [])
+    source = {}
+    for name in ("train", "validation", "test"):
+        for line in (splits / "viggo" / f"{name}.jsonl").read_text(encoding="utf-8").splitlines():
+            rec = json.loads(line)
+            source[rec["id"]] = rec["source_split"]
+    assert {source[ex.id] for ex in data["test"]} == {"test"}
+    assert {source[ex.id] for ex in data["validation"]} == {"valid"}
+    assert {source[ex.id] for ex in data["train"]} == {"train"}
+    assert len(data["test"]) == sum(v == "test" for v in source.values())
+
+
+def test_prompted_rows_are_told_nlupps_reference_date_and_the_finetuned_prompt_stays_short(sample_data):
+    from reprolab.llm import prompts
+    from reprolab.llm.tasks import load_task
+
+    corpus, splits = sample_data
+    onto, data = load_task("nlupp", splits, corpus, ["banking"])
+    shot = data["train"][0]
+    zero = prompts.user_turn("zero_shot", onto, "It was declined yesterday")
+    few = prompts.user_turn("few_shot", onto, "It was declined yesterday", [shot])
+    tuned = prompts.user_turn("finetuned", onto, "It was declined yesterday")
+    assert "15 March 2022" in zero and "15 March 2022" in few
+    assert "2022" not in tuned and len(tuned) < 100
+    # the shared prefix (KV-cached once per row) still ends before the message
+    assert zero.startswith(prompts.shared_prefix("zero_shot", onto)) and "declined" not in prompts.shared_prefix(
+        "zero_shot", onto)

@@ -117,3 +117,25 @@ def test_mix_slot_examples_holds_the_requested_share_and_is_seeded():
     assert len(mixed) == 16 and sum(bool(e.target.slots) for e in mixed) == 8
     assert [e.id for e in mixed] == [e.id for e in mix_slot_examples(list(reversed(pool)), 16, 0.5, seed=0)]
     assert mix_slot_examples(pool, 16, 0.0, seed=0) == pool   # off: unchanged
+
+
+@pytest.mark.slow
+def test_viggo_runs_through_the_same_stage_code(tmp_path, sample_data):
+    """task: viggo selects the second dataset; the stage's run_local trains and scores all four rows on it."""
+    from reprolab.llm.pipeline import ROWS, FinetuneMistralConfig, run_local
+    from reprolab.llm.train import LoraTrainConfig
+
+    corpus, splits = sample_data
+    cfg = FinetuneMistralConfig(
+        task="viggo", eval_examples=4, eval_batch_size=4, max_new_tokens=24, few_shot_k=1,
+        local=LoraTrainConfig(max_steps=2, batch_size=2, max_train_examples=8, lora_top_layers=2, max_length=128),
+    )
+    result = run_local(cfg, splits, corpus, tmp_path)
+    assert set(result.rows) == set(ROWS)
+    assert all(row.metrics["n"] == 4 for row in result.rows.values())
+    # ViGGO's dialogue acts are the intents; the constrained row is schema-valid by construction.
+    assert result.rows["finetuned_constrained"].metrics["schema_valid_rate"] == 1.0
+    assert result.model_card["task"] == "viggo" and result.model_card["domains"] == []
+    assert (tmp_path / "adapter" / "adapter_config.json").is_file()
+    ids = {out["id"] for out in result.rows["finetuned"].outputs}
+    assert all(i.startswith("viggo/") for i in ids), ids

@@ -50,10 +50,11 @@ def ontology_text(ontology: Ontology, descriptions: bool) -> str:
 
 def shared_prefix(style: str, ontology: Ontology) -> str:
     """The part of the user turn that is identical for every message of a style."""
+    context = f"{ontology.context}\n" if ontology.context else ""
     if style == "zero_shot":
-        return f"{INSTRUCTION}\n{ontology_text(ontology, descriptions=True)}\n"
+        return f"{INSTRUCTION}\n{context}{ontology_text(ontology, descriptions=True)}\n"
     if style == "few_shot":
-        return f"{INSTRUCTION}\n{ontology_text(ontology, descriptions=False)}\n"
+        return f"{INSTRUCTION}\n{context}{ontology_text(ontology, descriptions=False)}\n"
     if style == "finetuned":
         return f"{FINETUNED_INSTRUCTION}\n"
     raise ValueError(f"unknown prompt style {style!r}: use one of {STYLES}")

@@ -76,6 +76,9 @@ class Ontology:
 
     intents: dict[str, str]
     slots: dict[str, str]
+    # What a prompted model needs to normalise values, e.g. NLU++'s annotation date that relative dates
+    # ("yesterday") resolve against. A fine-tuned model learns it from its targets; a prompted one is told.
+    context: str = ""
 
 
 def task_json_schema(ontology: Ontology) -> dict:

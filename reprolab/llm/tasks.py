@@ -25,6 +25,11 @@ VIGGO_ACTS = {
 }
 
 
+# NLU++ resolves relative dates against one annotation day (its "today" is 15 March 2022, "yesterday" the
+# 14th, "this Sunday" the 20th), so prompted baselines are told that day.
+NLUPP_CONTEXT = "Today is Tuesday 15 March 2022; resolve relative dates from it."
+
+
 @dataclass(frozen=True)
 class Example:
     id: str
@@ -50,7 +55,7 @@ def nlupp_ontology(corpus: Path, domains: list[str]) -> Ontology:
     def pick(section: dict) -> dict[str, str]:
         return {name: spec["description"] for name, spec in section.items() if wanted & set(spec["domain"])}
 
-    return Ontology(intents=pick(onto["intents"]), slots=pick(onto["slots"]))
+    return Ontology(intents=pick(onto["intents"]), slots=pick(onto["slots"]), context=NLUPP_CONTEXT)
 
 
 def nlupp_examples(splits: Path, split: str, domains: list[str]) -> list[Example]:
@@ -71,11 +76,18 @@ def viggo_ontology(splits: Path) -> Ontology:
     return Ontology(intents=dict(VIGGO_ACTS), slots={s: f"the game's {s.replace('_', ' ')}" for s in slots})
 
 
+VIGGO_OFFICIAL = {"train": "train", "validation": "valid", "test": "test"}
+
+
 def viggo_examples(splits: Path, split: str) -> list[Example]:
-    return [
-        Example(id=r["id"], text=r["text"], target=Extraction(intents=[r["dialogue_act"]], slots=r["slots"]))
-        for r in read_jsonl(splits / "viggo" / f"{split}.jsonl")
-    ]
+    """ViGGO's OFFICIAL split (each record's `source_split`), not the project's hash split: published ViGGO
+    numbers are on its official test set, so ours must be too to compare."""
+    rows = [r for name in ("train", "validation", "test") for r in read_jsonl(splits / "viggo" / f"{name}.jsonl")]
+    return sorted(
+        (Example(id=r["id"], text=r["text"], target=Extraction(intents=[r["dialogue_act"]], slots=r["slots"]))
+         for r in rows if r.get("source_split") == VIGGO_OFFICIAL[split]),
+        key=lambda e: e.id,
+    )
 
 
 def load_task(task: str, splits: Path, corpus: Path, domains: list[str]) -> tuple[Ontology, dict[str, list[Example]]]:
