@@ -3,8 +3,12 @@ fine-tuned model with and without constrained decoding.
 
     .venv/bin/python bench/llm_tune.py --set max_steps=64 --set slot_example_fraction=0.5
 
-`--set key=value` overrides finetune_mistral.local from params.yaml (values parsed as YAML). Prints one JSON
-line per row and the training time; docs/extraction.md records the sweep that chose the default.
+`--set key=value` overrides finetune_mistral.local from params.yaml, `--top key=value` a top-level key
+(values parsed as YAML), `--task viggo` the task. Prints one JSON line: training time, tokens/s and the
+validation metrics; docs/extraction.md records the sweep that chose the default. `--stage-rows` runs the
+stage's own code instead (all four rows on the test subset, into a temp dir), e.g. for ViGGO:
+
+    .venv/bin/python bench/llm_tune.py --task viggo --stage-rows --top eval_examples=48
 """
 
 from __future__ import annotations
@@ -23,7 +27,7 @@ sys.path.insert(0, str(ROOT))
 
 from reprolab.config import load_section  # noqa: E402
 from reprolab.llm.evaluate import evaluate_row  # noqa: E402
-from reprolab.llm.pipeline import FinetuneMistralConfig  # noqa: E402
+from reprolab.llm.pipeline import FinetuneMistralConfig, run_local  # noqa: E402
 from reprolab.llm.tasks import load_task  # noqa: E402
 from reprolab.llm.train import load_finetuned, pick_subset, train_lora  # noqa: E402
 from reprolab.logs import configure  # noqa: E402
@@ -33,8 +37,12 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override finetune_mistral.local")
     ap.add_argument("--task", choices=["nlupp", "viggo"], help="override finetune_mistral.task")
+    ap.add_argument("--top", action="append", default=[], metavar="KEY=VALUE",
+                    help="override a top-level finetune_mistral key (eval_examples, max_new_tokens, ...)")
     ap.add_argument("--eval-examples", type=int, default=48, help="seeded subset of the validation split")
     ap.add_argument("--dump", type=Path, help="write each output beside its gold target (JSON lines)")
+    ap.add_argument("--stage-rows", action="store_true",
+                    help="instead: the stage's own run (all four rows on its test subset) into a temp dir")
     ap.add_argument("--unconstrained", action="store_true", help="also score plain decoding")
     args = ap.parse_args()
     configure("WARNING")
@@ -46,8 +54,18 @@ def main() -> None:
         if key not in local:
             sys.exit(f"error: unknown finetune_mistral.local key {key!r}")
         local[key] = yaml.safe_load(value)
-    cfg = cfg.model_copy(update={"local": type(cfg.local)(**local), "task": args.task or cfg.task})
+    top = {k: yaml.safe_load(v) for k, _, v in (item.partition("=") for item in args.top)}
+    cfg = FinetuneMistralConfig(**{**cfg.model_dump(), **top, "local": local, "task": args.task or cfg.task})
 
+    if args.stage_rows:
+        with tempfile.TemporaryDirectory() as tmp:
+            start = time.perf_counter()
+            result = run_local(cfg, ROOT / "splits", ROOT / "corpus", Path(tmp))
+            print(json.dumps({"task": cfg.task, "set": args.set, "stage_s": round(time.perf_counter() - start, 1),
+                              "train": result.train_timing,
+                              "rows": {k: v.metrics for k, v in result.rows.items()},
+                              "timing": {k: v.timing for k, v in result.rows.items()}}), flush=True)
+        return
     ontology, data = load_task(cfg.task, ROOT / "splits", ROOT / "corpus", cfg.domains)
     val = sorted(pick_subset(data["validation"], args.eval_examples, cfg.seed), key=lambda e: e.id)
     with tempfile.TemporaryDirectory() as tmp:
