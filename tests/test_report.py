@@ -223,3 +223,13 @@ def test_param_cells_are_markdown_safe():
     # A gate pattern as a param name or a list value must neither italicise nor split the table row.
     assert _fmt("evaluate.gate.max_drop.*recall@*") == "evaluate.gate.max_drop.\\*recall@\\*"
     assert _fmt("[a|b]") == "[a\\|b]"
+
+
+def test_card_table_compares_only_variants_and_lists_settings_beside_it():
+    from reprolab.evaluation.cards import comparable_variants, metrics_table
+
+    metrics = {"zero_shot": {"f1": 0.1}, "finetuned": {"f1": 0.5}, "eval": {"eval_examples": 48},
+               "chance_recall@5": 0.15}
+    assert list(comparable_variants(metrics, "zero_shot")) == ["zero_shot", "finetuned"]
+    table = "\n".join(metrics_table(metrics, "zero_shot"))
+    assert "eval" not in table.splitlines()[0] and "| f1 | 0.1 | 0.5 | +0.4 |" in table

@@ -31,9 +31,22 @@ def _fmt(x: float) -> str:
     return f"{x:.4g}" if isinstance(x, float) else str(x)
 
 
+def comparable_variants(metrics: dict, baseline: str) -> dict[str, dict]:
+    """The dict-valued entries that are variants of the baseline (they share a metric name with it), flattened.
+
+    Other dict entries (an `eval` block of settings such as the number of test examples) are not variants:
+    a column of them against the baseline would be all dashes.
+    """
+    variants = {v: flatten(m) for v, m in metrics.items() if isinstance(m, dict)}
+    if baseline in variants:
+        base = set(variants[baseline])
+        variants = {v: flat for v, flat in variants.items() if v == baseline or base & set(flat)}
+    return variants
+
+
 def metrics_table(metrics: dict, baseline: str) -> list[str]:
     """Rows: metric; columns: variants, plus each non-baseline variant's change against the baseline."""
-    variants = {v: flatten(m) for v, m in metrics.items() if isinstance(m, dict)}
+    variants = comparable_variants(metrics, baseline)
     if not variants:
         flat = flatten(metrics)
         return ["| metric | value |", "|---|---|", *[f"| {k} | {_fmt(v)} |" for k, v in sorted(flat.items())]]
@@ -53,7 +66,7 @@ def metrics_table(metrics: dict, baseline: str) -> list[str]:
 def auto_limits(metrics: dict, baseline: str) -> list[str]:
     """Limits read off the numbers: where fine-tuning did not beat the baseline, or recall is near chance."""
     notes = []
-    variants = {v: flatten(m) for v, m in metrics.items() if isinstance(m, dict)}
+    variants = comparable_variants(metrics, baseline)
     base = variants.get(baseline, {})
     for variant, flat in variants.items():
         if variant == baseline:
@@ -88,6 +101,10 @@ def render_card(model: str, spec: ModelSpec, metrics: dict, params: dict, snapsh
     else:
         lines.append("(no params sections configured for this model)")
     lines += ["", f"## Metrics (baseline: `{spec.baseline}`)", "", *metrics_table(metrics, spec.baseline)]
+    variants = comparable_variants(metrics, spec.baseline)
+    rest = flatten({k: v for k, v in metrics.items() if k not in variants}) if variants else {}
+    if rest:  # settings and reference values beside the variants: test-set size, chance level, ...
+        lines += ["", *[f"- `{k}`: {_fmt(v)}" for k, v in sorted(rest.items())]]
     if plots:
         lines += ["", "## Plots", "", *[f"![{Path(p).stem}](../plots/{Path(p).name})" for p in plots]]
     lines += ["", "## Known limits", "", *[f"- {t}" for t in KNOWN_LIMITS.get(model, [])],
