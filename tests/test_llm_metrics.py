@@ -50,6 +50,11 @@ def test_empty_gold_and_empty_prediction_is_an_exact_match():
     assert m["exact_match"] == 1.0 and m["intent_micro_f1"] == 0.0
 
 
+def test_an_unparsable_output_is_never_an_exact_match_even_against_an_empty_gold():
+    m = extraction_metrics([judged([], [], ok=False), judged([], [])])
+    assert m["exact_match"] == 0.5
+
+
 def test_canonical_value_ignores_spelling_not_content():
     assert canonical_value({"amount": 5, "currency": "GBP"}) == canonical_value({"currency": "GBP", "amount": 5.0})
     assert canonical_value("Tesco ") == canonical_value("tesco")

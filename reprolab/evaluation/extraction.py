@@ -96,7 +96,9 @@ def extraction_metrics(examples: Sequence[Judged], labels: Sequence[str] | None 
         stp += len(gold & pred)
         sfp += len(pred - gold)
         sfn += len(gold - pred)
-        exact += int(ex.gold_intents == ex.pred_intents and gold == pred)
+        # An output that is not a schema-valid object is never exact, even when the gold is empty and the
+        # failed parse reads as empty.
+        exact += int(ex.schema_valid and ex.gold_intents == ex.pred_intents and gold == pred)
     sp, sr, sf1 = prf(stp, sfp, sfn)
     return {
         "n": n,
