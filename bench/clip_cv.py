@@ -19,13 +19,13 @@ import tempfile
 import time
 from pathlib import Path
 
-import yaml
-
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from reprolab.clip.data import read_pairs  # noqa: E402
 from reprolab.clip.experiment import TrainClipConfig, train_and_evaluate  # noqa: E402
-from reprolab.config import load_section  # noqa: E402
+from reprolab import cli  # noqa: E402
+from reprolab.config import load_section, with_overrides  # noqa: E402
 from reprolab.logs import configure  # noqa: E402
 
 KEYS = ("i2t_recall@5", "t2i_recall@5", "i2t_recall@1", "t2i_recall@1")
@@ -46,30 +46,15 @@ def fold_splits(records: list[dict], folds: int, salt: str = "clip-cv") -> list[
     return out
 
 
-def override(cfg: TrainClipConfig, sets: list[str]) -> TrainClipConfig:
-    data = cfg.model_dump()
-    for item in sets:
-        key, _, value = item.partition("=")
-        node = data
-        *path, leaf = key.split(".")
-        for part in path:
-            node = node[part]
-        if leaf not in node:
-            sys.exit(f"error: unknown train_clip key {key!r}")
-        node[leaf] = yaml.safe_load(value)
-    return TrainClipConfig(**data)
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--folds", type=int, default=5)
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override train_clip")
     args = ap.parse_args()
     configure("WARNING")
-    cfg = override(load_section("train_clip", TrainClipConfig, ROOT / "params.yaml"), args.set)
+    cfg = with_overrides(load_section("train_clip", TrainClipConfig, ROOT / "params.yaml"), args.set, "train_clip")
     src = ROOT / "splits" / cfg.dataset
-    pool = [json.loads(line) for name in ("train", "validation")
-            for line in (src / f"{name}.jsonl").read_text(encoding="utf-8").splitlines() if line.strip()]
+    pool = read_pairs(src / "train.jsonl") + read_pairs(src / "validation.jsonl")
     rows: list[dict] = []
     with tempfile.TemporaryDirectory() as tmp:
         for k, fold in enumerate(fold_splits(pool, args.folds)):
@@ -94,4 +79,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    cli.run(main, "clip_cv")

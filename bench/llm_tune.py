@@ -20,12 +20,11 @@ import tempfile
 import time
 from pathlib import Path
 
-import yaml
-
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from reprolab.config import load_section  # noqa: E402
+from reprolab import cli  # noqa: E402
+from reprolab.config import load_section, with_overrides  # noqa: E402
 from reprolab.llm.evaluate import evaluate_row  # noqa: E402
 from reprolab.llm.pipeline import FinetuneMistralConfig, run_local  # noqa: E402
 from reprolab.llm.tasks import load_task  # noqa: E402
@@ -48,14 +47,8 @@ def main() -> None:
     configure("WARNING")
 
     cfg = load_section("finetune_mistral", FinetuneMistralConfig, ROOT / "params.yaml")
-    local = cfg.local.model_dump()
-    for item in args.set:
-        key, _, value = item.partition("=")
-        if key not in local:
-            sys.exit(f"error: unknown finetune_mistral.local key {key!r}")
-        local[key] = yaml.safe_load(value)
-    top = {k: yaml.safe_load(v) for k, _, v in (item.partition("=") for item in args.top)}
-    cfg = FinetuneMistralConfig(**{**cfg.model_dump(), **top, "local": local, "task": args.task or cfg.task})
+    overrides = [f"local.{item}" for item in args.set] + args.top + ([f"task={args.task}"] if args.task else [])
+    cfg = with_overrides(cfg, overrides, "finetune_mistral")
 
     if args.stage_rows:
         with tempfile.TemporaryDirectory() as tmp:
@@ -93,4 +86,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    cli.run(main, "llm_tune")

@@ -49,3 +49,24 @@ def load_section(name: str, cls: type[Section], path: Path = DEFAULT_PARAMS) -> 
             f"{name}.{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in e.errors()
         )
         raise ConfigError(f"{path}: {problems}") from e
+
+
+def with_overrides(section: Section, items: list[str], where: str = "") -> Section:
+    """A copy of `section` with `key.sub=value` overrides (values parsed as YAML), validated again.
+
+    For experiment scripts (`--set train.epochs=10`); a key the section does not have is an error.
+    """
+    data = section.model_dump()
+    for item in items:
+        key, sep, value = item.partition("=")
+        *path, leaf = key.split(".")
+        node = data
+        for part in path:
+            node = node.get(part) if isinstance(node, dict) else None
+        if not sep or not isinstance(node, dict) or leaf not in node:
+            raise ConfigError(f"override {item!r}: {where or type(section).__name__} has no key {key!r}")
+        node[leaf] = yaml.safe_load(value)
+    try:
+        return type(section).model_validate(data)
+    except ValidationError as e:
+        raise ConfigError(f"overrides {items}: {e}") from e

@@ -41,3 +41,19 @@ def test_a_missing_profile_is_a_clear_error(tmp_path):
     (tmp_path / "params.yaml").write_text(BASE)
     with pytest.raises(ConfigError, match="no profile 'staging'"):
         apply_profile("staging", tmp_path / "params.yaml")
+
+
+def test_with_overrides_sets_dotted_keys_and_names_an_unknown_one():
+    from reprolab.clip.experiment import TrainClipConfig
+    from reprolab.config import with_overrides
+    from reprolab.errors import ConfigError
+
+    cfg = with_overrides(TrainClipConfig(), ["train.epochs=10", "model.lock_text=false"], "train_clip")
+    assert cfg.train.epochs == 10 and cfg.model.lock_text is False
+    assert TrainClipConfig().train.epochs != 10   # the original is untouched
+    with pytest.raises(ConfigError, match="train_clip has no key 'train.epoch'"):
+        with_overrides(TrainClipConfig(), ["train.epoch=10"], "train_clip")
+    with pytest.raises(ConfigError, match="no key 'train'"):
+        with_overrides(TrainClipConfig(), ["train"], "train_clip")
+    with pytest.raises(ConfigError, match="overrides"):
+        with_overrides(TrainClipConfig(), ["train.epochs=many"], "train_clip")

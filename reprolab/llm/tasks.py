@@ -71,23 +71,25 @@ def nlupp_examples(splits: Path, split: str, domains: list[str]) -> list[Example
     ]
 
 
-def viggo_ontology(splits: Path) -> Ontology:
-    slots = sorted({name for r in read_jsonl(splits / "viggo" / "train.jsonl") for name in r["slots"]})
-    return Ontology(intents=dict(VIGGO_ACTS), slots={s: f"the game's {s.replace('_', ' ')}" for s in slots})
-
-
 VIGGO_OFFICIAL = {"train": "train", "validation": "valid", "test": "test"}
 
 
-def viggo_examples(splits: Path, split: str) -> list[Example]:
-    """ViGGO's OFFICIAL split (each record's `source_split`), not the project's hash split: published ViGGO
-    numbers are on its official test set, so ours must be too to compare."""
+def viggo_task(splits: Path) -> tuple[Ontology, dict[str, list[Example]]]:
+    """ViGGO on its OFFICIAL split (each record's `source_split`), not the project's hash split: published
+    ViGGO numbers are on its official test set, so ours must be too to compare. The split files are read
+    once; the slot names are those of the official train split."""
     rows = [r for name in ("train", "validation", "test") for r in read_jsonl(splits / "viggo" / f"{name}.jsonl")]
-    return sorted(
-        (Example(id=r["id"], text=r["text"], target=Extraction(intents=[r["dialogue_act"]], slots=r["slots"]))
-         for r in rows if r.get("source_split") == VIGGO_OFFICIAL[split]),
-        key=lambda e: e.id,
-    )
+    data = {
+        split: sorted(
+            (Example(id=r["id"], text=r["text"], target=Extraction(intents=[r["dialogue_act"]], slots=r["slots"]))
+             for r in rows if r.get("source_split") == source),
+            key=lambda e: e.id,
+        )
+        for split, source in VIGGO_OFFICIAL.items()
+    }
+    slots = sorted({name for ex in data["train"] for name in ex.target.slots})
+    onto = Ontology(intents=dict(VIGGO_ACTS), slots={s: f"the game's {s.replace('_', ' ')}" for s in slots})
+    return onto, data
 
 
 def load_task(task: str, splits: Path, corpus: Path, domains: list[str]) -> tuple[Ontology, dict[str, list[Example]]]:
@@ -96,8 +98,7 @@ def load_task(task: str, splits: Path, corpus: Path, domains: list[str]) -> tupl
         onto = nlupp_ontology(corpus, domains)
         data = {s: nlupp_examples(splits, s, domains) for s in ("train", "validation", "test")}
     elif task == "viggo":
-        onto = viggo_ontology(splits)
-        data = {s: viggo_examples(splits, s) for s in ("train", "validation", "test")}
+        onto, data = viggo_task(splits)
     else:
         raise DatasetError(f"unknown task {task!r}: use nlupp or viggo")
     for split, examples in data.items():
