@@ -26,6 +26,7 @@ sys.path.insert(0, str(ROOT))
 from reprolab import cli  # noqa: E402
 from reprolab.config import load_section, with_overrides  # noqa: E402
 from reprolab.llm.evaluate import evaluate_row  # noqa: E402
+from reprolab.llm.model import cpu_autocast  # noqa: E402
 from reprolab.llm.pipeline import FinetuneMistralConfig, run_local  # noqa: E402
 from reprolab.llm.tasks import load_task  # noqa: E402
 from reprolab.llm.train import load_finetuned, pick_subset, train_lora  # noqa: E402
@@ -73,7 +74,8 @@ def main() -> None:
         out = {"task": cfg.task, "set": dict(kv.partition("=")[::2] for kv in args.set), "train_s": round(train_s, 1),
                "tokens_per_s": round(result.tokens_per_second, 1), "last_loss": result.losses[-1]["loss"]}
         for name, extra in rows.items():
-            row = evaluate_row(model, tokenizer, "finetuned", ontology, val, name=name, **common, **extra)
+            with cpu_autocast(cfg.local.device, cfg.local.cpu_bf16):  # as the stage decodes
+                row = evaluate_row(model, tokenizer, "finetuned", ontology, val, name=name, **common, **extra)
             keep = ("intent_micro_f1", "intent_macro_f1", "slot_precision", "slot_recall", "slot_f1",
                     "exact_match", "json_valid_rate", "schema_valid_rate")
             out[name] = {k: row.metrics[k] for k in keep} | {"eval_s": row.timing["seconds"]}

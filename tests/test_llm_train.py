@@ -128,7 +128,8 @@ def test_viggo_runs_through_the_same_stage_code(tmp_path, sample_data):
     corpus, splits = sample_data
     cfg = FinetuneMistralConfig(
         task="viggo", eval_examples=4, eval_batch_size=4, max_new_tokens=24, few_shot_k=1,
-        local=LoraTrainConfig(max_steps=2, batch_size=2, max_train_examples=8, lora_top_layers=2, max_length=128),
+        local=LoraTrainConfig(max_steps=2, batch_size=2, max_train_examples=8, lora_top_layers=2, max_length=128,
+                             cpu_bf16=True),  # the shipped precision path: bf16 autocast on CPU
     )
     result = run_local(cfg, splits, corpus, tmp_path)
     assert set(result.rows) == set(ROWS)
@@ -139,3 +140,49 @@ def test_viggo_runs_through_the_same_stage_code(tmp_path, sample_data):
     assert (tmp_path / "adapter" / "adapter_config.json").is_file()
     ids = {out["id"] for out in result.rows["finetuned"].outputs}
     assert all(i.startswith("viggo/") for i in ids), ids
+
+
+def _fused_head_call(model, input_ids, labels):
+    """Loss, gradient of the last layer and rows handed to trl's chunked log-prob kernel."""
+    import trl.trainer.utils as trl_utils
+
+    rows = []
+    original_apply = trl_utils._ChunkedLogProbFunction.apply
+
+    def counting_apply(hidden, *args):
+        rows.append(hidden.shape[0])
+        return original_apply(hidden, *args)
+
+    model.zero_grad()
+    trl_utils._ChunkedLogProbFunction.apply = counting_apply
+    try:
+        out = model(input_ids=input_ids, labels=labels, fused_lm_head=True)
+    finally:
+        trl_utils._ChunkedLogProbFunction.apply = original_apply
+    out.loss.backward()
+    return out.loss.item(), model.model.layers[-1].mlp.down_proj.weight.grad.clone(), rows
+
+
+def test_completion_positions_only_scores_fewer_rows_with_the_same_loss_and_gradient():
+    from transformers import LlamaConfig, LlamaForCausalLM
+    from trl.trainer.utils import add_fused_lm_head
+
+    from reprolab.llm.train import completion_positions_only
+
+    torch.manual_seed(0)
+    config = LlamaConfig(vocab_size=97, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                         num_attention_heads=4, num_key_value_heads=4, max_position_embeddings=64)
+    model = LlamaForCausalLM(config)
+    add_fused_lm_head(model, outputs=("log_probs",))
+    input_ids = torch.randint(0, 97, (2, 12))
+    labels = input_ids.clone()
+    labels[:, :9] = -100  # prompt positions: no loss
+    full_loss, full_grad, full_rows = _fused_head_call(model, input_ids, labels)
+    with completion_positions_only("cpu"):
+        loss, grad, rows = _fused_head_call(model, input_ids, labels)
+    assert full_rows == [2 * 11]            # every shifted position
+    assert rows == [int((labels[:, 1:] != -100).sum())] == [6]  # only the completion positions
+    assert loss == pytest.approx(full_loss, rel=1e-6)
+    assert torch.allclose(grad, full_grad, atol=1e-6)
+    # the patch is scoped: outside the block trl scores every position again
+    assert _fused_head_call(model, input_ids, labels)[2] == full_rows

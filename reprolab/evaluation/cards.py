@@ -19,8 +19,9 @@ KNOWN_LIMITS = {
         "The default profile fine-tunes a 135M-parameter stand-in (SmolLM2) for Mistral-7B-Instruct; absolute "
         "scores are not those of the production model.",
         "Intents and slots are those of the NLU++ ontology (banking, hotels); unseen domains are out of scope.",
-        "In the CPU budget the 135M stand-in learns the intents and the JSON shape, hardly the slot values: "
-        "slot F1 stays near zero (validation sweep in docs/extraction.md).",
+        "In the CPU budget the 135M stand-in learns the intents and the JSON shape; slot values only in part "
+        "(slot F1 about 0.2): it gets written-out amounts and 'yesterday', misses names and most times of day "
+        "and date ranges (validation sweep in docs/extraction.md).",
     ],
     "rag": [
         "Evaluated on a handful of questions over one Portuguese document; refusal accuracy on so few "

@@ -17,7 +17,7 @@ from reprolab.config import StrictConfig
 from reprolab.llm.evaluate import RowResult, evaluate_row
 from reprolab.llm.fewshot import ShotSelector
 from reprolab.llm.mistral_api import MistralApiConfig
-from reprolab.llm.model import load_chat_model
+from reprolab.llm.model import cpu_autocast, load_chat_model
 from reprolab.llm.tasks import load_task
 from reprolab.llm.train import LoraTrainConfig, load_finetuned, pick_subset, train_lora
 
@@ -57,12 +57,14 @@ def run_local(cfg: FinetuneMistralConfig, splits: Path, corpus: Path, model_dir:
     common = dict(max_new_tokens=cfg.max_new_tokens, batch_size=cfg.eval_batch_size)
     rows: dict[str, RowResult] = {}
 
+    bf16 = cpu_autocast(cfg.local.device, cfg.local.cpu_bf16)  # every row decodes under the same precision
     base, tokenizer = load_chat_model(cfg.local.model, device=cfg.local.device)
-    rows["zero_shot"] = evaluate_row(base, tokenizer, "zero_shot", ontology, test, name="zero_shot", **common)
-    shots = ShotSelector(data["train"], cfg.few_shot_k).select_many([ex.text for ex in test])
-    rows["few_shot"] = evaluate_row(
-        base, tokenizer, "few_shot", ontology, test, shots=shots, name="few_shot", **common
-    )
+    with bf16:
+        rows["zero_shot"] = evaluate_row(base, tokenizer, "zero_shot", ontology, test, name="zero_shot", **common)
+        shots = ShotSelector(data["train"], cfg.few_shot_k).select_many([ex.text for ex in test])
+        rows["few_shot"] = evaluate_row(
+            base, tokenizer, "few_shot", ontology, test, shots=shots, name="few_shot", **common
+        )
     del base
 
     train = train_lora(cfg.local, ontology, data["train"], model_dir)
@@ -70,10 +72,11 @@ def run_local(cfg: FinetuneMistralConfig, splits: Path, corpus: Path, model_dir:
     if cfg.merge_adapter:
         model.save_pretrained(model_dir / "merged")
         tokenizer.save_pretrained(model_dir / "merged")
-    rows["finetuned"] = evaluate_row(model, tokenizer, "finetuned", ontology, test, name="finetuned", **common)
-    rows["finetuned_constrained"] = evaluate_row(
-        model, tokenizer, "finetuned", ontology, test, constrained=True, name="finetuned_constrained", **common
-    )
+    with bf16:
+        rows["finetuned"] = evaluate_row(model, tokenizer, "finetuned", ontology, test, name="finetuned", **common)
+        rows["finetuned_constrained"] = evaluate_row(
+            model, tokenizer, "finetuned", ontology, test, constrained=True, name="finetuned_constrained", **common
+        )
     card = {
         "backend": "local", "base_model": cfg.local.model, "adapter": "adapter", "task": cfg.task,
         "domains": cfg.domains if cfg.task == "nlupp" else [], "train_examples": train.examples,

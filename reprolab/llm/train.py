@@ -6,9 +6,11 @@ On CUDA with `quantize_4bit`, the base model loads in 4-bit nf4 with double quan
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import random
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -40,6 +42,7 @@ class LoraTrainConfig(StrictConfig):
     target_modules: list[str] = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
     max_length: int = 256
     gradient_checkpointing: bool = False
+    cpu_bf16: bool = False           # bf16 autocast on CPU too: ~1.6x faster steps on AVX512-BF16/AMX cores
     seed: int = 0
     threads: int = 2
 
@@ -96,6 +99,25 @@ def top_layers(model, n: int) -> list[int] | None:
     return None if n <= 0 or n >= total else list(range(total - n, total))
 
 
+@contextlib.contextmanager
+def completion_positions_only(device: str) -> Iterator[None]:
+    """Let trl's fused LM head score only the completion positions on CPU, as it already does on CUDA.
+
+    trl 1.16 projects every position (prompt and padding too) through the 49k-token head off Triton devices, to
+    keep tile shapes fixed for compiled backends; eager CPU has no such need, and with completion-only loss two
+    thirds of that work is thrown away (8 steps: 32.4 s -> 19.3 s, identical losses). Scoped to training.
+    """
+    import trl.trainer.utils as trl_utils
+
+    original = trl_utils._use_triton
+    if device.startswith("cpu"):
+        trl_utils._use_triton = lambda dev: dev.type == "cpu" or original(dev)
+    try:
+        yield
+    finally:
+        trl_utils._use_triton = original
+
+
 def train_lora(cfg: LoraTrainConfig, ontology: Ontology, train: list[Example], out_dir: Path) -> TrainResult:
     """Fine-tune `cfg.model` with LoRA on `train`; save the adapter (and tokenizer) under out_dir/adapter."""
     from datasets import Dataset
@@ -132,7 +154,7 @@ def train_lora(cfg: LoraTrainConfig, ontology: Ontology, train: list[Example], o
         max_length=cfg.max_length,
         completion_only_loss=True,
         packing=False,
-        bf16=cuda,
+        bf16=cuda or cfg.cpu_bf16,
         use_cpu=not cuda,
         gradient_checkpointing=cfg.gradient_checkpointing,
         dataloader_num_workers=0,
@@ -147,7 +169,8 @@ def train_lora(cfg: LoraTrainConfig, ontology: Ontology, train: list[Example], o
         model=model, args=args, train_dataset=dataset, processing_class=tokenizer, peft_config=peft_config
     )
     start = time.perf_counter()
-    trainer.train()
+    with completion_positions_only(cfg.device):
+        trainer.train()
     seconds = time.perf_counter() - start
     history = trainer.state.log_history
     losses = [{"step": h["step"], "loss": round(h["loss"], 6)} for h in history if "loss" in h]
