@@ -1,7 +1,8 @@
 """Benchmark: the evaluator's batched generation vs one-at-a-time `generate`, same model and prompts, one run.
 
-Also reports the stage's training tokens/s (from reports/llm/timing.json when the stage has run, else a short
-LoRA run here). Usage: python bench/llm.py [--n 24] [--style finetuned] [--train-steps 3]
+Also reports the stage's training tokens/s (from reports/llm/timing.json when the stage has run) and, in a short
+LoRA run here, float32 against the stage's bf16 autocast on CPU (`cpu_bf16`), same steps and examples.
+Usage: python bench/llm.py [--n 24] [--style finetuned] [--train-steps 8]
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ def main() -> None:
     ap.add_argument("--style", default="zero_shot", choices=["zero_shot", "finetuned"])
     ap.add_argument("--max-new-tokens", type=int, default=32)
     ap.add_argument("--batch-size", type=int, default=24)
-    ap.add_argument("--train-steps", type=int, default=3)
+    ap.add_argument("--train-steps", type=int, default=8)
     args = ap.parse_args()
     torch.set_num_threads(2)
     torch.manual_seed(0)
@@ -59,11 +60,15 @@ def main() -> None:
         print(f"\nTraining (stage, reports/llm/timing.json): {t['tokens']} tokens in {t['seconds']} s "
               f"= {t['tokens_per_second']} tokens/s")
     if args.train_steps:
-        cfg = LoraTrainConfig(max_steps=args.train_steps, max_train_examples=args.train_steps * 8,
-                              lora_top_layers=10, max_length=192)
-        r = train_lora(cfg, onto, data["train"], Path("bench/out/llm"))
-        print(f"Training (here, {args.train_steps} LoRA steps, batch 8): {r.train_tokens} tokens in "
-              f"{r.seconds:.1f} s = {r.tokens_per_second:.1f} tokens/s")
+        print(f"\nTraining here: {args.train_steps} LoRA steps of 8 banking examples, top 8 layers (the stage's recipe)")
+        print(f"{'precision':38s} {'seconds':>9s} {'tokens/s':>11s} {'ratio':>7s}")
+        base_tps = None
+        for name, bf16 in (("float32", False), ("bf16 autocast (stage: cpu_bf16)", True)):
+            cfg = LoraTrainConfig(max_steps=args.train_steps, max_train_examples=args.train_steps * 8,
+                                  lora_top_layers=8, learning_rate=3e-3, max_length=160, cpu_bf16=bf16)
+            r = train_lora(cfg, onto, data["train"], Path("bench/out/llm"))
+            base_tps = base_tps or r.tokens_per_second
+            print(f"{name:38s} {r.seconds:9.1f} {r.tokens_per_second:11.1f} {r.tokens_per_second / base_tps:6.2f}x")
 
 
 if __name__ == "__main__":
