@@ -186,3 +186,23 @@ def test_completion_positions_only_scores_fewer_rows_with_the_same_loss_and_grad
     assert torch.allclose(grad, full_grad, atol=1e-6)
     # the patch is scoped: outside the block trl scores every position again
     assert _fused_head_call(model, input_ids, labels)[2] == full_rows
+
+
+def test_adapter_config_is_written_the_same_whatever_the_set_order(tmp_path):
+    """peft stores target_modules as a set; its JSON order must not change the model directory's hash."""
+    import json
+
+    from reprolab.llm.train import canonical_adapter_config
+
+    written = []
+    for order in (["q_proj", "k_proj", "o_proj"], ["o_proj", "q_proj", "k_proj"]):
+        folder = tmp_path / "-".join(order)
+        folder.mkdir()
+        config = {"target_modules": order, "r": 16, "layers_to_transform": [29, 28]}
+        (folder / "adapter_config.json").write_text(json.dumps(config, indent=4))
+        canonical_adapter_config(folder)
+        written.append((folder / "adapter_config.json").read_bytes())
+    assert written[0] == written[1]
+    reread = json.loads(written[0])
+    assert reread["target_modules"] == ["k_proj", "o_proj", "q_proj"]
+    assert reread["layers_to_transform"] == [29, 28]  # other lists keep their order

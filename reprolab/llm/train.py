@@ -7,6 +7,7 @@ On CUDA with `quantize_4bit`, the base model loads in 4-bit nf4 with double quan
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import random
 import time
@@ -118,6 +119,19 @@ def completion_positions_only(device: str) -> Iterator[None]:
         trl_utils._use_triton = original
 
 
+def canonical_adapter_config(adapter_dir: Path) -> None:
+    """Rewrite adapter_config.json with sorted keys and target modules, so a re-run writes the same bytes.
+
+    peft keeps `target_modules` as a set, whose JSON order follows Python's per-process string hash seed: the
+    weights were identical run to run, but the model directory's DVC hash was not.
+    """
+    path = adapter_dir / "adapter_config.json"
+    config = json.loads(path.read_text(encoding="utf-8"))
+    if isinstance(config.get("target_modules"), list):
+        config["target_modules"] = sorted(config["target_modules"])
+    path.write_text(json.dumps(config, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+
+
 def train_lora(cfg: LoraTrainConfig, ontology: Ontology, train: list[Example], out_dir: Path) -> TrainResult:
     """Fine-tune `cfg.model` with LoRA on `train`; save the adapter (and tokenizer) under out_dir/adapter."""
     from datasets import Dataset
@@ -177,6 +191,7 @@ def train_lora(cfg: LoraTrainConfig, ontology: Ontology, train: list[Example], o
     tokens = max((int(h.get("num_tokens", 0)) for h in history), default=0)
     adapter_dir = out_dir / "adapter"
     trainer.model.save_pretrained(adapter_dir)
+    canonical_adapter_config(adapter_dir)
     tokenizer.save_pretrained(adapter_dir)
     log.info(
         "lora trained",
