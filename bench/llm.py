@@ -16,11 +16,13 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from reprolab.config import load_section  # noqa: E402
 from reprolab.llm import prompts  # noqa: E402
 from reprolab.llm.generate import generate_batched, generate_one_at_a_time  # noqa: E402
 from reprolab.llm.model import load_chat_model  # noqa: E402
+from reprolab.llm.pipeline import FinetuneMistralConfig  # noqa: E402
 from reprolab.llm.tasks import load_task  # noqa: E402
-from reprolab.llm.train import LoraTrainConfig, pick_subset, train_lora  # noqa: E402
+from reprolab.llm.train import pick_subset, train_lora  # noqa: E402
 
 
 def main() -> None:
@@ -60,12 +62,14 @@ def main() -> None:
         print(f"\nTraining (stage, reports/llm/timing.json): {t['tokens']} tokens in {t['seconds']} s "
               f"= {t['tokens_per_second']} tokens/s")
     if args.train_steps:
-        print(f"\nTraining here: {args.train_steps} LoRA steps of 8 banking examples, top 8 layers (the stage's recipe)")
+        stage = load_section("finetune_mistral", FinetuneMistralConfig).local  # the stage's recipe, fewer steps
+        print(f"\nTraining here: {args.train_steps} LoRA steps of {stage.batch_size} banking examples, "
+              f"top {stage.lora_top_layers} layers (params.yaml finetune_mistral.local)")
         print(f"{'precision':38s} {'seconds':>9s} {'tokens/s':>11s} {'ratio':>7s}")
         base_tps = None
         for name, bf16 in (("float32", False), ("bf16 autocast (stage: cpu_bf16)", True)):
-            cfg = LoraTrainConfig(max_steps=args.train_steps, max_train_examples=args.train_steps * 8,
-                                  lora_top_layers=8, learning_rate=3e-3, max_length=160, cpu_bf16=bf16)
+            cfg = stage.model_copy(update={"max_steps": args.train_steps, "cpu_bf16": bf16,
+                                           "max_train_examples": args.train_steps * stage.batch_size})
             r = train_lora(cfg, onto, data["train"], Path("bench/out/llm"))
             base_tps = base_tps or r.tokens_per_second
             print(f"{name:38s} {r.seconds:9.1f} {r.tokens_per_second:11.1f} {r.tokens_per_second / base_tps:6.2f}x")

@@ -50,12 +50,13 @@ def main() -> None:
     cfg = load_section("finetune_mistral", FinetuneMistralConfig, ROOT / "params.yaml")
     overrides = [f"local.{item}" for item in args.set] + args.top + ([f"task={args.task}"] if args.task else [])
     cfg = with_overrides(cfg, overrides, "finetune_mistral")
+    sets = dict(kv.partition("=")[::2] for kv in args.set)
 
     if args.stage_rows:
         with tempfile.TemporaryDirectory() as tmp:
             start = time.perf_counter()
             result = run_local(cfg, ROOT / "splits", ROOT / "corpus", Path(tmp))
-            print(json.dumps({"task": cfg.task, "set": args.set, "stage_s": round(time.perf_counter() - start, 1),
+            print(json.dumps({"task": cfg.task, "set": sets, "stage_s": round(time.perf_counter() - start, 1),
                               "train": result.train_timing,
                               "rows": {k: v.metrics for k, v in result.rows.items()},
                               "timing": {k: v.timing for k, v in result.rows.items()}}), flush=True)
@@ -71,7 +72,7 @@ def main() -> None:
         rows = {"finetuned_constrained": dict(constrained=True)}
         if args.unconstrained:
             rows["finetuned"] = {}
-        out = {"task": cfg.task, "set": dict(kv.partition("=")[::2] for kv in args.set), "train_s": round(train_s, 1),
+        out = {"task": cfg.task, "set": sets, "train_s": round(train_s, 1),
                "tokens_per_s": round(result.tokens_per_second, 1), "last_loss": result.losses[-1]["loss"]}
         for name, extra in rows.items():
             with cpu_autocast(cfg.local.device, cfg.local.cpu_bf16):  # as the stage decodes
