@@ -6,6 +6,7 @@ from pathlib import Path
 
 import yaml
 
+from reprolab.evaluation.gate import detectable_change
 from reprolab.evaluation.summary import ModelSpec, flatten
 
 # What the default (embedded) profile cannot tell you, per model; the card adds limits read off the metrics.
@@ -93,8 +94,30 @@ def data_snapshot_hash(dvc_file: Path = Path("data.dvc")) -> str:
     return str(outs[0].get("md5", "unknown"))
 
 
-def render_card(model: str, spec: ModelSpec, metrics: dict, params: dict, snapshot: str,
+def card_metrics(evaluation: dict) -> dict:
+    """{variant: {metric: value}} plus the evaluation's extra settings (test-set size, chance level)."""
+    variants = {v: {m: e["value"] for m, e in row.items()} for v, row in evaluation.get("variants", {}).items()}
+    return {**variants, **{k: v for k, v in evaluation.get("extra", {}).items() if not isinstance(v, dict)}}
+
+
+def evidence_lines(evidence) -> list[str]:
+    """The headline figures with their 95% intervals, and the smallest change the test set can tell from noise."""
+    specs = evidence.specs
+    lines = ["", f"## Headline figures (`{evidence.variant}`, 95% bootstrap interval over the test examples)", "",
+             "| metric | better | value | 95% interval | n | smallest detectable change |", "|---|---|---:|---:|---:|---:|"]
+    for name, est in sorted(evidence.headline().items()):
+        direction = specs[name].direction if name in specs else "count"
+        mde = detectable_change(est) if direction != "count" else float("nan")
+        lines.append(f"| {name} | {direction} | {est['value']:.3f} | {est['low']:.3f}–{est['high']:.3f} | {est['n']} | "
+                     + ("–" if mde != mde else f"±{mde:.3f}") + " |")
+    lines += ["", "A change between two revisions smaller than the last column cannot be told from noise on a "
+              "fresh test set of this size (paired comparisons on the same ids can resolve somewhat less)."]
+    return lines
+
+
+def render_card(model: str, spec: ModelSpec, evaluation: dict, params: dict, snapshot: str,
                 plots: list[str]) -> str:
+    metrics = card_metrics(evaluation)
     lines = [f"# Model card: {spec.title or model}", "",
              f"- Data snapshot (data.dvc md5): `{snapshot}`",
              f"- Metrics file: `{spec.metrics}`", "", "## Parameters", ""]
