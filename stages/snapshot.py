@@ -2,7 +2,8 @@
 
 Not a DVC stage: it is the one step that talks to the upstream source (params.fetch.source). The monthly
 workflow runs it before `dvc repro`; when upstream has nothing new, data/ and data.dvc stay byte-identical,
-and `dvc repro` re-runs nothing.
+and `dvc repro` re-runs nothing. REPROLAB_FETCH_SOURCE / REPROLAB_FETCH_ENDPOINT_URL override the params'
+source without editing params.yaml (reprolab/profiles.py).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from reprolab.data.corpus import FetchConfig
 from reprolab.data.snapshot import update_snapshot
 from reprolab.data.sources import open_source
 from reprolab.errors import ReprolabError
+from reprolab.profiles import UpstreamOverride, with_upstream
 from stages.common import SNAPSHOT
 
 log = logging.getLogger("snapshot")
@@ -24,7 +26,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--no-dvc", action="store_true", help="update data/ but do not run `dvc add`")
     args = parser.parse_args()
-    cfg = load_section("fetch", FetchConfig)
+    cfg = with_upstream(load_section("fetch", FetchConfig), UpstreamOverride())
     snapshot = SNAPSHOT
     result = update_snapshot(open_source(cfg.source, cfg.endpoint_url), snapshot)
     print(
