@@ -1,1 +1,7 @@
 """One thin module per DVC stage: read params, call the library, write outputs."""
+
+from reprolab.determinism import pin_cpu
+
+# Every stage runs as `python -m stages.<name>`, so this runs before the stage imports torch or numpy: a bare
+# `dvc repro` or `dvc exp run` gets the same CPU kernels on every host (README "Rebuild it from data").
+pin_cpu()
