@@ -185,6 +185,9 @@ def _run(cfg: MonthlyConfig, result: MonthResult) -> None:
     py = cfg.python
     try:
         result.base = resolve_base(cfg)
+    except ReprolabError as e:
+        raise MonthlyStepFailed("base", str(e)) from e
+    try:
         if cfg.profile != EMBEDDED:
             apply_profile(cfg.profile, cfg.root / "params.yaml")
             result.steps.append({"step": "profile", "exit_code": 0, "seconds": 0.0})
