@@ -10,4 +10,4 @@ from services.query.routes import router as query_router
 app = FastAPI(title="reprolab ingest + query", version="0.1.0", lifespan=runtime.engine_lifespan)
 runtime.install(app)
 app.include_router(ingest_router)
-app.include_router(query_router)
+app.include_router(query_router, dependencies=[runtime.ReadAccess])

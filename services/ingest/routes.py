@@ -11,7 +11,7 @@ from starlette.concurrency import run_in_threadpool
 
 from reprolab.rag.errors import InputError, PayloadTooLarge, UnsupportedType
 from reprolab.rag.extract import extract_text
-from services.runtime import EngineDep, MetricsDep, SettingsDep
+from services.runtime import EngineDep, MetricsDep, ReadAccess, SettingsDep, WriteAccess
 
 router = APIRouter(tags=["documents"])
 DOC_ID = re.compile(r"^[\w.:/@+-]{1,256}$")
@@ -75,7 +75,7 @@ async def _read_json(request: Request, limit: int) -> tuple[str, str | None, dic
     return body.text, body.id, body.metadata
 
 
-@router.post("/documents", response_model=IngestOut, status_code=200,
+@router.post("/documents", response_model=IngestOut, status_code=200, dependencies=[WriteAccess],
              openapi_extra={"requestBody": {"content": {
                  "multipart/form-data": {"schema": {"type": "object", "required": ["file"], "properties": {
                      "file": {"type": "string", "format": "binary", "description": ".txt .md .html .pdf"},
@@ -103,21 +103,21 @@ async def ingest_document(request: Request, engine: EngineDep, settings: Setting
         )
     result = await run_in_threadpool(engine.documents.ingest, text, _check_id(doc_id), metadata)
     metrics.inc("documents_ingested_total", status=result.status)
-    metrics.inc("chunks_written_total", result.chunks if result.status != "unchanged" else 0)
+    metrics.inc("chunks_ingested_total", result.chunks if result.status != "unchanged" else 0)
     return IngestOut(**result.__dict__)
 
 
-@router.get("/documents", response_model=list[DocumentOut])
+@router.get("/documents", response_model=list[DocumentOut], dependencies=[ReadAccess])
 def list_documents(engine: EngineDep):
     return [DocumentOut(**d.__dict__) for d in engine.documents.list()]
 
 
-@router.get("/documents/{doc_id:path}", response_model=DocumentOut)
+@router.get("/documents/{doc_id:path}", response_model=DocumentOut, dependencies=[ReadAccess])
 def get_document(doc_id: str, engine: EngineDep):
     return DocumentOut(**engine.documents.get(doc_id).__dict__)
 
 
-@router.delete("/documents/{doc_id:path}")
+@router.delete("/documents/{doc_id:path}", dependencies=[WriteAccess])
 def delete_document(doc_id: str, engine: EngineDep, metrics: MetricsDep):
     chunks = engine.documents.delete(doc_id)
     metrics.inc("documents_deleted_total")

@@ -8,4 +8,4 @@ from services.query.routes import router
 app = FastAPI(title="reprolab query", version="0.1.0", lifespan=runtime.engine_lifespan,
               description="Questions in: hybrid retrieval over Qdrant, cited answers; image search with CLIP.")
 runtime.install(app)
-app.include_router(router)
+app.include_router(router, dependencies=[runtime.ReadAccess])
