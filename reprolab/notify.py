@@ -118,3 +118,23 @@ def notify_failure(settings: NotifySettings, title: str, body: str,
     if errors:
         raise NotifyError("; ".join(errors))
     return delivered
+
+
+def main() -> None:
+    import argparse
+    import sys
+
+    parser = argparse.ArgumentParser(description="Send a failure notification on every configured channel.")
+    parser.add_argument("--title", required=True)
+    body = parser.add_mutually_exclusive_group(required=True)
+    body.add_argument("--body")
+    body.add_argument("--body-file", type=argparse.FileType("r", encoding="utf-8"))
+    args = parser.parse_args()
+    sent = notify_failure(NotifySettings(), args.title, args.body if args.body is not None else args.body_file.read())
+    print(f"notified: {', '.join(sent) or 'nobody'}", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    from reprolab import cli
+
+    cli.run(main, "notify")

@@ -11,7 +11,9 @@ zero), so both work on these tags:
 
 An artifact whose output hash in dvc.lock is the same as at its latest version is not registered again
 (`--all` registers it anyway), and an artifact already tagged on this commit is left alone: re-running is a
-no-op.
+no-op. The tag itself is written by the `gto` library (`gto.api.register` with an explicit version): gto
+knows the tag format, but not DVC's output hashes or a month-based version, which is what this module adds.
+`--tags-file` lists the tags created (register.yml pushes them and dispatches deploy.yml for `clip@v*`).
 """
 
 from __future__ import annotations
@@ -24,6 +26,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import yaml
+from gto import api as gto_api
+from gto.exceptions import GTOException
 
 from reprolab import cli
 from reprolab.errors import ReprolabError
@@ -117,10 +121,13 @@ def register(root: Path = Path("."), rev: str = "HEAD", only: list[str] | None =
             results.append(Registered(name, known[-1][1], False, "unchanged since its latest version"))
             continue
         n = 1 + max((v[2] for v, _ in known if v[:2] == (year, mon)), default=-1)
-        tag = f"{name}@v{year}.{mon}.{n}"
-        _git(root, "tag", "-a", tag, "-m", f"Registering artifact {name} version v{year}.{mon}.{n}\n\n"
-             f"path: {path}\nmd5: {current}", commit)
-        results.append(Registered(name, tag, True))
+        version = f"v{year}.{mon}.{n}"
+        try:
+            gto_api.register(str(root), name, commit, version=version,
+                             message=f"Registering artifact {name} version {version}\n\npath: {path}\nmd5: {current}")
+        except GTOException as e:
+            raise RegistryError(f"gto could not register {name}@{version}: {e}") from e
+        results.append(Registered(name, f"{name}@{version}", True))
     return results
 
 
@@ -133,10 +140,14 @@ def main() -> None:
     tag.add_argument("--only", nargs="*", help="artifact names (default: all declared in dvc.yaml)")
     tag.add_argument("--month", help="YYYY-MM of the version (default: the commit's month)")
     tag.add_argument("--all", action="store_true", help="register artifacts whose output did not change too")
+    tag.add_argument("--tags-file", type=Path, help="write the tags created, one a line")
     args = parser.parse_args()
-    for r in register(Path("."), args.rev, args.only, args.month, args.all):
+    results = register(Path("."), args.rev, args.only, args.month, args.all)
+    for r in results:
         print(f"{r.artifact}: {'registered ' + r.tag if r.created else 'skipped (' + r.reason + ')'}"
               + (f" [{r.tag}]" if not r.created and r.tag else ""))
+    if args.tags_file:
+        args.tags_file.write_text("".join(f"{r.tag}\n" for r in results if r.created), encoding="utf-8")
     print("push the tags with: git push origin --tags")
 
 
