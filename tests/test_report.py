@@ -1,8 +1,9 @@
-"""The PR report built by the real `dvc metrics diff` / `dvc params diff` in a tiny temporary git + DVC repo.
+"""The PR report built in a tiny temporary git + DVC repo by this project's stage code.
 
-Two commits: A, then B where a recall drops by 0.10 (beyond the gate's max_drop 0.05), a param changes, the
-data snapshot grows and gets quarantined records, and captions get longer (drift). `python -m stages.evaluate`
-runs as a DVC stage and `python -m stages.report` builds the report, both from this project's code.
+Three commits: A; B, a rebuild that flips one test image out of the top 5 and adds 10 new test images, with
+more data; C, a real regression (a third of the images lose their match), a param change, quarantined
+records and longer captions (drift). `python -m stages.evaluate` runs as a DVC stage, `python -m stages.report`
+builds the report, `python -m stages.gate` enforces it.
 """
 
 from __future__ import annotations
@@ -15,68 +16,68 @@ from pathlib import Path
 import pytest
 import yaml
 
-from reprolab.evaluation.report import _fmt, metrics_table
-from reprolab.evaluation.summary import EvaluateConfig
+from reprolab.evaluation.report import _cell
 from tests.pipeline_repo import PipelineRepo
 
 REPO = Path(__file__).resolve().parents[1]
 
-# Writes the "model" metrics, a training log and the data-quality report from params.yaml `toy`.
+# Writes the per-example evaluation of a toy "model", a training log and the data-quality report from `toy`.
 GEN = r'''
 import csv, json, os, yaml
+from pathlib import Path
+from reprolab.evaluation.evidence import MetricSpec, write_evaluation
 p = yaml.safe_load(open("params.yaml"))["toy"]
-os.makedirs("reports/clip", exist_ok=True)
-metrics = {
-    "baseline": {"i2t_recall@1": 0.1, "i2t_recall@5": 0.3, "i2t_median_rank": 12, "chance_recall@5": 0.05},
-    "finetuned": {"i2t_recall@1": 0.25, "i2t_recall@5": p["recall5"], "i2t_median_rank": p["median_rank"],
-                  "chance_recall@5": 0.05},
-}
-json.dump(metrics, open("reports/clip/metrics.json", "w"), sort_keys=True, indent=2)
+specs = [MetricSpec("i2t_recall@5", "higher", "mean", ("i2t_hit@5",)),
+         MetricSpec("i2t_mean_rank", "lower", "mean", ("i2t_rank",)),
+         MetricSpec("test_images", "count", "count", ("one",))]
+rows = []
+for i in range(p["images"]):
+    rank = 1 + (i * 7) % 9  # ranks 1..9: 5 of 9 images in the top 5
+    if i < p["flipped"] and rank <= 5:
+        rank = 8
+    for variant, r in (("finetuned", rank), ("baseline", 1 + (i * 5) % 20)):
+        rows.append({"id": f"art/{i:03d}.jpg", "variant": variant, "i2t_rank": r, "i2t_hit@5": r <= 5, "one": 1})
+write_evaluation(Path("reports/clip"), specs, rows, "finetuned", extra={"chance_recall@5": 0.05})
 with open("reports/clip/train_log.csv", "w", newline="") as f:
     w = csv.writer(f)
-    w.writerow(["step", "train_loss", "val_score"])
+    w.writerow(["step", "epoch", "train_loss", "val_score", "logit_scale"])
     for step in range(1, 6):
-        w.writerow([step, round(p["lr"] * 1000 / step, 4), round(0.1 * step, 2)])
-quarantine = [{"dataset": "art", "id": f"art/{i}.jpg", "reason": "image too small"}
+        w.writerow([step, step, round(p["lr"] * 1000 / step, 4), round(0.1 * step, 2), 14.3])
+quarantine = [{"dataset": "art", "id": f"art/q{i}.jpg", "reason": "image too small"}
               for i in range(p["quarantined"])]
 json.dump({"datasets": {"art": {"read": p["accepted"] + p["quarantined"], "accepted": p["accepted"],
                                 "quarantined": p["quarantined"], "duplicates": 0}},
            "quarantine": quarantine}, open("reports/data_quality.json", "w"), sort_keys=True, indent=2)
 '''
 
+REPORTS = ["reports/clip/evaluation.json", "reports/clip/examples.jsonl", "reports/clip/train_log.csv",
+           "reports/data_quality.json"]
 DVC_YAML = {
     "stages": {
         "train": {
             "cmd": "python gen.py",
             "deps": ["gen.py"],
             "params": ["toy"],
-            "outs": [{"reports/clip/train_log.csv": {"cache": False}}],
-            "metrics": [{"reports/clip/metrics.json": {"cache": False}},
-                        {"reports/data_quality.json": {"cache": False}}],
+            "outs": [{path: {"cache": False}} for path in REPORTS],
+            "metrics": [{"reports/clip/metrics.json": {"cache": False}}],
         },
         "evaluate": {
             "cmd": "python -m stages.evaluate",
-            "deps": ["corpus", "reports/clip/metrics.json", "reports/clip/train_log.csv",
-                     "reports/data_quality.json"],
+            "deps": ["corpus", "reports/clip/metrics.json", *REPORTS],
             "params": ["evaluate.models", "evaluate.data_quality"],
             "outs": [{"reports/corpus_stats.json": {"cache": False}}, {"reports/cards": {"cache": False}}],
-            "metrics": [{"reports/metrics.json": {"cache": False}}],
             "plots": [{"reports/plots": {"cache": False}}],
         },
     }
 }
 
 PARAMS = {
-    "toy": {"recall5": 0.6, "median_rank": 5, "lr": 0.001, "accepted": 200, "quarantined": 0},
+    "toy": {"images": 90, "flipped": 0, "lr": 0.001, "accepted": 200, "quarantined": 0},
     "evaluate": {
         "data_quality": "reports/data_quality.json",
         "models": {"clip": {"title": "toy CLIP", "metrics": "reports/clip/metrics.json", "params": ["toy"],
                             "baseline": "baseline", "training_logs": ["reports/clip/train_log.csv"]}},
-        "gate": {
-            "floors": {"clip.finetuned.i2t_recall@5": 0.10},
-            "max_drop": {"*recall@*": 0.05},
-            "warn_drop": {"*recall@*": 0.02},
-        },
+        "gate": {"floors": {"clip.i2t_recall@5": 0.10}, "max_drop": {"*": 0.05}, "warn_drop": {"*": 0.02}},
         "drift": {"caption_length_rel": 0.2},
     },
 }
@@ -98,6 +99,9 @@ class TempRepo(PipelineRepo):
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(text)
 
+    def set_toy(self, **values) -> None:
+        self.set_params("toy", **values)
+
     def commit(self, message: str) -> None:
         self.dvc("repro")
         self.sh("git", "add", ".")  # a throw-away repo of our own: everything in it is ours
@@ -116,16 +120,22 @@ def repo(tmp_path_factory) -> TempRepo:
     repo.write("params.yaml", yaml.safe_dump(PARAMS, sort_keys=False))
     repo.write("corpus/art/records.jsonl", captions(5))
     repo.commit("A")
-    params = yaml.safe_load((repo.root / "params.yaml").read_text())
-    params["toy"].update(recall5=0.5, median_rank=7, lr=0.002, accepted=210, quarantined=3)
-    repo.write("params.yaml", yaml.safe_dump(params, sort_keys=False))
-    repo.write("corpus/art/records.jsonl", captions(8))  # mean caption words 5 -> 8: +60%, drift
+    repo.set_toy(images=100, flipped=1, accepted=210)  # a rebuild that flips one image, plus 10 new images
     repo.commit("B")
+    repo.set_toy(flipped=40, lr=0.002, quarantined=3)  # a real regression
+    repo.write("corpus/art/records.jsonl", captions(8))  # mean caption words 5 -> 8: +60%, drift
+    repo.commit("C")
     return repo
 
 
-def report(repo: TempRepo, base: str) -> tuple[str, dict]:
-    out = repo.sh(sys.executable, "-m", "stages.report", "--base", base)
+def report(repo: TempRepo, base: str, rev: str) -> tuple[str, dict]:
+    """The report of the workspace at `rev` against `base` (reports are committed, so a checkout restores them)."""
+    base = repo.sh("git", "rev-parse", base).stdout.strip()
+    repo.sh("git", "checkout", "-q", rev)
+    try:
+        out = repo.sh(sys.executable, "-m", "stages.report", "--base", base)
+    finally:
+        repo.sh("git", "checkout", "-q", "main")
     assert "report: reports/pr_report.md" in out.stdout
     return ((repo.root / "reports/pr_report.md").read_text(),
             json.loads((repo.root / "reports/gate.json").read_text()))
@@ -139,97 +149,76 @@ def table_row(markdown: str, metric: str) -> list[str]:
     raise AssertionError(f"no table row for {metric} in\n{markdown}")
 
 
+def section(markdown: str, title: str) -> str:
+    return markdown.split(f"## {title}")[1].split("\n## ")[0]
+
+
 @pytest.mark.slow
-def test_evaluate_stage_writes_flat_summary(repo):
-    flat = json.loads((repo.root / "reports/metrics.json").read_text())
-    assert flat["clip.finetuned.i2t_recall@5"] == 0.5
-    assert flat["clip.baseline.i2t_recall@5"] == 0.3
-    assert flat["data.art.quarantined"] == 3
+def test_evaluate_checks_the_headline_figures_against_the_per_example_rows(repo):
+    metrics = json.loads((repo.root / "reports/clip/metrics.json").read_text())
+    assert set(metrics) == {"i2t_recall@5", "i2t_mean_rank", "test_images"}  # the headline variant only
     assert (repo.root / "reports/cards/clip.md").is_file()
+    card = (repo.root / "reports/cards/clip.md").read_text()
+    assert "smallest detectable change" in card
+    # A metrics file that its rows do not back is refused.
+    path = repo.root / "reports/clip/metrics.json"
+    path.write_text(json.dumps({**metrics, "i2t_recall@5": 0.99}))
+    proc = repo.stage("evaluate", check=False)
+    path.write_text(json.dumps(metrics, indent=2, sort_keys=True) + "\n")
+    assert proc.returncode == 2 and "per-example rows give" in proc.stderr, proc.stderr
 
 
 @pytest.mark.slow
-def test_report_against_previous_commit_fails_the_recall_drop(repo):
-    md, gate = report(repo, "HEAD~1")
+def test_a_rebuild_that_flips_one_image_passes_with_intervals(repo):
+    md, gate = report(repo, "HEAD~2", rev="HEAD~1")
+    assert md.index("## Verdict: ✅ PASS") < md.index("## toy CLIP"), "the verdict comes first"
+    assert gate["status"] == "pass", gate["findings"]
+    row = table_row(md, "i2t_recall@5")
+    assert row[1] == "↑ higher" and row[-1] == "≈ within noise"
+    assert re.fullmatch(r"-0\.011 \(-0\.03\d to \+0\.000\)", row[4]), row[4]  # one of 90 shared images
+    assert "90 evaluated at" in md and "10 new" in md
+    assert "On the 10 test ids new this month alone" in md
+    assert "Smallest change this test set can tell from noise" in md
+    assert table_row(md, "test_images")[-1] == "· count"
+    data = section(md, "What changed in the data")
+    assert table_row(data, "art")[1:4] == ["200", "210", "+10"]
 
-    # Metrics diff: base, new, change, percentage, direction.
-    assert table_row(md, "clip.finetuned.i2t_recall@5")[1:] == ["0.6", "0.5", "-0.1", "-16.7%", "▼ worse"]
-    # Lower is better: the median rank rising 5 -> 7 is worse.
-    assert table_row(md, "clip.finetuned.i2t_median_rank")[1:] == ["5", "7", "+2", "+40.0%", "▼ worse"]
-    assert table_row(md, "clip.baseline.i2t_recall@5")[1:] == ["0.3", "0.3", "+0", "+0.0%", "="]
-    # A neutral count: moves without a direction.
-    assert table_row(md, "data.art.accepted")[1:] == ["200", "210", "+10", "+5.0%", "·"]
-    assert table_row(md, "data.art.quarantined")[1:4] == ["0", "3", "+3"]
 
-    # Params diff: the changed params with old and new values; unchanged ones absent.
-    assert table_row(md, "toy.lr")[1:] == ["0.001", "0.002"]
-    assert table_row(md, "toy.recall5")[1:] == ["0.6", "0.5"]
-    params_section = md.split("## Params changed")[1].split("## ")[0]
-    assert "evaluate." not in params_section
-
-    # Data quality of the month: accepted, new records, quarantined, duplicates; reasons; drift.
-    assert table_row(md, "art")[1:] == ["210", "+10", "3", "0"]
-    assert "image too small (3)" in md
+@pytest.mark.slow
+def test_a_real_regression_fails_and_the_gate_stage_exits_2(repo):
+    md, gate = report(repo, "HEAD~1", rev="HEAD")
+    assert "## Verdict: ❌ FAIL" in md and gate["status"] == "fail"
+    fails = [f["metric"] for f in gate["findings"] if f["level"] == "fail"]
+    assert fails == ["clip.i2t_mean_rank", "clip.i2t_recall@5"] or fails == ["clip.i2t_recall@5"]
+    assert table_row(md, "i2t_recall@5")[-1] == "▼ worse"
+    assert table_row(md, "i2t_mean_rank")[1] == "↓ lower"
+    # Warnings of the month: drift; the quarantine table and reasons.
     assert re.search(r"caption length \(mean words\) moved 5 -> 8", md)
-
-    # Plots: referenced in the markdown and real PNG files beside it.
-    plots = re.findall(r"!\[[^\]]*\]\((plots/[^)]+\.png)\)", md)
-    assert "plots/clip_training.png" in plots and "plots/clip_variants.png" in plots
+    assert table_row(section(md, "What changed in the data"), "art")[4] == "0 → 3"
+    assert "image too small (3)" in md
+    # Params diff and the folded full table.
+    assert table_row(md, "toy.lr")[1:] == ["0.001", "0.002"]
+    assert "<details>" in md and "| clip | baseline | i2t_recall@5 |" in md
+    # Plots: base against new, and the evaluate stage's, all real PNGs.
+    plots = re.findall(r"!\[[^\]]*\]\(((?:pr|plots)/[^)]+\.png)\)", md)
+    assert "pr/clip_base_vs_new.png" in plots and "plots/clip_training.png" in plots
     for rel in plots:
         assert (repo.root / "reports" / rel).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-
-    # The gate: fail for the recall drop (0.1 > 0.05 allowed), warn for the drift.
-    assert "## Regression gate: ❌ FAIL" in md
-    assert gate["status"] == "fail"
-    fails = [f for f in gate["findings"] if f["level"] == "fail"]
-    assert [f["metric"] for f in fails] == ["clip.finetuned.i2t_recall@5"]
-    assert "0.6 -> 0.5" in fails[0]["message"]
-    assert any(f["level"] == "warn" and "caption length" in f["message"] for f in gate["findings"])
-
-    # `python -m stages.gate` turns the verdict into a failing exit status.
     proc = repo.sh(sys.executable, "-m", "stages.gate", check=False)
     assert proc.returncode == 2, proc.stdout + proc.stderr
 
 
 @pytest.mark.slow
-def test_identical_rerun_passes(repo):
+def test_an_identical_rerun_passes(repo):
     repo.dvc("repro")  # nothing changed: no stage runs, same numbers
-    md, gate = report(repo, "HEAD")
+    md, gate = report(repo, "HEAD", rev="HEAD")
     assert gate["status"] == "pass", gate["findings"]
-    assert "## Regression gate: ✅ PASS" in md
-    assert table_row(md, "clip.finetuned.i2t_recall@5")[1:] == ["0.5", "0.5", "+0", "+0.0%", "="]
-    assert "No parameter changed." in md
-    assert "No drift warnings." in md
+    assert table_row(md, "i2t_recall@5")[-1] == "= same"
+    assert "No parameter changed." in md and "No drift warnings." in md
     assert repo.sh(sys.executable, "-m", "stages.gate").returncode == 0
-
-
-def test_metrics_table_rows():
-    cfg = EvaluateConfig.model_validate(PARAMS["evaluate"])
-    diff = {"clip.finetuned.i2t_recall@5": {"old": 0.5, "new": 0.55, "diff": 0.05},
-            "clip.finetuned.i2t_median_rank": {"old": 10, "new": 8, "diff": -2},
-            "rag.retrieval.mrr": {"old": None, "new": 0.7},
-            "data.art.quarantined": {"old": 0, "new": 2, "diff": 2},
-            "clip.finetuned.chance_recall@5": {"old": 0.05, "new": 0.04, "diff": -0.01}}
-    md = "\n".join(metrics_table(diff, cfg))
-    row = table_row(md, "clip.finetuned.i2t_recall@5")
-    assert row[1:] == ["0.5", "0.55", "+0.05", "+10.0%", "▲ better"]
-    assert table_row(md, "clip.finetuned.i2t_median_rank")[1:] == ["10", "8", "-2", "-20.0%", "▲ better"]
-    assert table_row(md, "rag.retrieval.mrr")[1:] == ["–", "0.7", "–", "new", "new"]
-    assert table_row(md, "data.art.quarantined")[1:] == ["0", "2", "+2", "–", "▼ worse"]
-    assert table_row(md, "clip.finetuned.chance_recall@5")[5] == "·"  # neutral: no direction
 
 
 def test_param_cells_are_markdown_safe():
     # A gate pattern as a param name or a list value must neither italicise nor split the table row.
-    assert _fmt("evaluate.gate.max_drop.*recall@*") == "evaluate.gate.max_drop.\\*recall@\\*"
-    assert _fmt("[a|b]") == "[a\\|b]"
-
-
-def test_card_table_compares_only_variants_and_lists_settings_beside_it():
-    from reprolab.evaluation.cards import comparable_variants, metrics_table
-
-    metrics = {"zero_shot": {"f1": 0.1}, "finetuned": {"f1": 0.5}, "eval": {"eval_examples": 48},
-               "chance_recall@5": 0.15}
-    assert list(comparable_variants(metrics, "zero_shot")) == ["zero_shot", "finetuned"]
-    table = "\n".join(metrics_table(metrics, "zero_shot"))
-    assert "eval" not in table.splitlines()[0] and "| f1 | 0.1 | 0.5 | +0.4 |" in table
+    assert _cell("evaluate.gate.max_drop.*recall@*") == "evaluate.gate.max_drop.\\*recall@\\*"
+    assert _cell("[a|b]") == "[a\\|b]"

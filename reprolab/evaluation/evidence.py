@@ -25,9 +25,9 @@ from reprolab.data.atomic import write_json, write_text
 from reprolab.errors import DatasetError
 
 Direction = Literal["higher", "lower", "count"]
-Kind = Literal["mean", "ratio", "f1"]
+Kind = Literal["mean", "ratio", "f1", "count"]
 DIRECTIONS = ("higher", "lower", "count")
-FIELDS_PER_KIND = {"mean": 1, "ratio": 2, "f1": 3}
+FIELDS_PER_KIND = {"mean": 1, "ratio": 2, "f1": 3, "count": 1}
 RESAMPLES = 2000
 LEVEL = 0.95
 EXAMPLES = "examples.jsonl"
@@ -43,7 +43,8 @@ class EvidenceError(DatasetError):
 class MetricSpec:
     """One metric, declared where it is produced: how to compute it from per-example fields, and which way is better.
 
-    kind "mean": fields (x,), mean of x; "ratio": (num, den), sum(num) / sum(den); "f1": (tp, fp, fn), micro-F1.
+    kind "mean": fields (x,), mean of x; "ratio": (num, den), sum(num) / sum(den); "f1": (tp, fp, fn), micro-F1;
+    "count": (x,), sum of x (a size, such as the number of test images: direction "count").
     `where` names a boolean field: only examples where it is true count (false refusals among answerable questions).
     direction "count" marks a size or count: shown, never gated.
     """
@@ -74,7 +75,7 @@ class MetricSpec:
                                     f"(id {next((r.get('id') for r in rows if name not in r), '?')})") from e
 
         weight = column(self.where) if self.where else np.ones(len(rows))
-        if self.kind == "mean":
+        if self.kind in ("mean", "count"):
             num, den = column(self.fields[0]), np.ones(len(rows))
         elif self.kind == "ratio":
             num, den = column(self.fields[0]), column(self.fields[1])
@@ -82,6 +83,10 @@ class MetricSpec:
             tp, fp, fn = (column(f) for f in self.fields)
             num, den = 2 * tp, 2 * tp + fp + fn
         return num * weight, den * weight
+
+    def statistic(self, num: np.ndarray, den: np.ndarray) -> np.ndarray | float:
+        """The metric from per-example terms (the last axis runs over examples)."""
+        return num.sum(axis=-1) if self.kind == "count" else _ratio(num, den)
 
     def to_dict(self) -> dict:
         return asdict(self) | {"fields": list(self.fields)}
@@ -137,8 +142,8 @@ def estimate(spec: MetricSpec, rows: Sequence[dict], seed: int = 0) -> Estimate:
     """The metric over `rows` with its seeded 95% bootstrap interval."""
     num, den = spec.terms(rows)
     num, den = np.nan_to_num(num), np.nan_to_num(den)
-    value = float(_ratio(num, den))
-    low, high = _bootstrap(lambda idx: _ratio(num[idx], den[idx]), len(rows), seed)
+    value = float(spec.statistic(num, den))
+    low, high = _bootstrap(lambda idx: spec.statistic(num[idx], den[idx]), len(rows), seed)
     return Estimate(value, low if not math.isnan(low) else value, high if not math.isnan(high) else value,
                     int((den > 0).sum()))
 
@@ -166,13 +171,13 @@ def paired_change(spec: MetricSpec, base_rows: Sequence[dict], new_rows: Sequenc
     shared = [row for row in new_rows if row["id"] in base_by_id]
     fresh = [row for row in new_rows if row["id"] not in base_by_id]
     new_all = estimate(spec, new_rows, seed).value if new_rows else math.nan
-    base_all = float(_ratio(*map(np.nan_to_num, spec.terms(base_rows)))) if base_rows else None
-    new_only = float(_ratio(*map(np.nan_to_num, spec.terms(fresh)))) if fresh else None
+    base_all = float(spec.statistic(*map(np.nan_to_num, spec.terms(base_rows)))) if base_rows else None
+    new_only = float(spec.statistic(*map(np.nan_to_num, spec.terms(fresh)))) if fresh else None
     if not shared:
         return Change(base_all, new_all, None, None, None, 0, new_only, len(fresh))
     n_new, d_new = map(np.nan_to_num, spec.terms(shared))
     n_old, d_old = map(np.nan_to_num, spec.terms([base_by_id[row["id"]] for row in shared]))
-    statistic = lambda idx: _ratio(n_new[idx], d_new[idx]) - _ratio(n_old[idx], d_old[idx])  # noqa: E731
+    statistic = lambda idx: spec.statistic(n_new[idx], d_new[idx]) - spec.statistic(n_old[idx], d_old[idx])  # noqa: E731
     diff = float(statistic(np.arange(len(shared))))
     low, high = _bootstrap(statistic, len(shared), seed)
     if math.isnan(low):

@@ -1,4 +1,4 @@
-"""Render the evaluation plots to PNG: variants side by side, metric@k curves, per-intent F1, training curves.
+"""Render the evaluation plots to PNG: variants with intervals, metric@k curves, per-intent F1, training curves,\nand the report's base-against-new bars.
 
 Each function takes already-loaded metrics and writes one file; a plot whose data is absent is skipped,
 never faked. PNGs carry no timestamp or version metadata, so unchanged inputs give identical bytes.
@@ -17,7 +17,6 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-from reprolab.evaluation.summary import flatten  # noqa: E402
 
 log = logging.getLogger(__name__)
 
@@ -32,32 +31,55 @@ def _save(fig, path: Path) -> Path:
     return path
 
 
-def variants_bar(model: str, metrics: dict, path: Path) -> Path | None:
-    """Grouped bars of every rate (a metric in [0, 1]) for each variant (baseline, fine-tuned, ...)."""
-    variants = {v: flatten(m) for v, m in metrics.items() if isinstance(m, dict)}
-    names = sorted({k for flat in variants.values() for k, x in flat.items()
-                    if 0 <= x <= 1 and "per_intent" not in k})  # per-intent scores get their own plot
-    if not variants or not names:
+def _panels(evaluation: dict) -> list[tuple[str, list[str]]]:
+    """Metric names grouped by direction, one panel each: a rate where lower is better never shares an axis
+    with one where higher is better; counts are not plotted."""
+    specs = {s["name"]: s for s in evaluation.get("specs", [])}
+    groups = [("higher is better", [n for n, s in specs.items() if s["direction"] == "higher"]),
+              ("lower is better", [n for n, s in specs.items() if s["direction"] == "lower"])]
+    return [(title, sorted(names)) for title, names in groups if names]
+
+
+def variants_bar(model: str, evaluation: dict, path: Path) -> Path | None:
+    """Each variant's declared metrics with their 95% intervals, higher- and lower-is-better on separate panels.
+
+    Only declared metrics of evaluated variants are drawn (never settings such as the test-set size), and every
+    bar carries its value, so a variant that scores zero is visible as a labelled 0."""
+    variants = evaluation.get("variants", {})
+    panels = _panels(evaluation)
+    if not variants or not panels:
         return None
-    fig, ax = plt.subplots(figsize=(max(6, 0.6 * len(names) * len(variants) / 2 + 3), 4))
+    widths = [len(names) for _, names in panels]
+    fig, axes = plt.subplots(1, len(panels), figsize=(max(6, 1.1 * sum(widths) * max(1, len(variants)) / 2 + 3), 4.5),
+                             squeeze=False, gridspec_kw={"width_ratios": widths})
     width = 0.8 / len(variants)
-    for i, (variant, flat) in enumerate(variants.items()):
-        xs = [j + i * width for j in range(len(names))]
-        ax.bar(xs, [flat.get(n, 0.0) for n in names], width, label=variant)
-    ax.set_xticks([j + 0.4 - width / 2 for j in range(len(names))], names, rotation=45, ha="right", fontsize=8)
-    ax.set_ylim(0, 1)
-    ax.set_title(f"{model}: variants side by side")
-    ax.legend(fontsize=8)
+    for ax, (title, names) in zip(axes[0], panels):
+        for i, (variant, metrics) in enumerate(sorted(variants.items())):
+            xs = [j + i * width for j in range(len(names))]
+            est = [metrics.get(n, {}) for n in names]
+            values = [e.get("value", 0.0) for e in est]
+            errs = [[max(0.0, v - e.get("low", v)) for v, e in zip(values, est)],
+                    [max(0.0, e.get("high", v) - v) for v, e in zip(values, est)]]
+            bars = ax.bar(xs, values, width, yerr=errs, capsize=2, label=variant)
+            ax.bar_label(bars, [f"{v:.2f}" for v in values], fontsize=6, padding=1)
+        ax.set_xticks([j + 0.4 - width / 2 for j in range(len(names))], names, rotation=30, ha="right", fontsize=8)
+        if all(0 <= e.get("high", 0) <= 1 for m in variants.values() for e in (m.get(n, {}) for n in names)):
+            ax.set_ylim(0, 1.1)  # rates share one scale; anything else (a mean rank) keeps its own
+        ax.set_ylabel("value (bars: 95% bootstrap interval)")
+        ax.set_title(title, fontsize=9)
+    axes[0][0].legend(fontsize=7, title="variant", title_fontsize=7)
+    fig.suptitle(f"{model}: variants on the test split")
     return _save(fig, path)
 
 
-def at_k_curves(model: str, metrics: dict, path: Path) -> Path | None:
+def at_k_curves(model: str, evaluation: dict, path: Path) -> Path | None:
     """recall@k / hit@k against k, one line per variant and metric family."""
     series: dict[str, dict[int, float]] = {}
-    for name, value in flatten(metrics).items():
-        m = AT_K.match(name)
-        if m:
-            series.setdefault(m["name"], {})[int(m["k"])] = value
+    for variant, metrics in evaluation.get("variants", {}).items():
+        for name, est in metrics.items():
+            m = AT_K.match(name)
+            if m:
+                series.setdefault(f"{variant} {m['name']}", {})[int(m["k"])] = est["value"]
     series = {name: points for name, points in series.items() if len(points) >= 2}  # a curve, not a dot
     if not series:
         return None
@@ -66,10 +88,34 @@ def at_k_curves(model: str, metrics: dict, path: Path) -> Path | None:
         ks = sorted(points)
         ax.plot(ks, [points[k] for k in ks], marker="o", label=name)
     ax.set_xlabel("k")
-    ax.set_ylabel("value")
+    ax.set_ylabel("share of test queries with a match in the top k")
     ax.set_ylim(0, 1.02)
     ax.set_title(f"{model}: metric@k")
     ax.legend(fontsize=7)
+    return _save(fig, path)
+
+
+def base_vs_new(model: str, comparisons: list, path: Path, base_label: str) -> Path | None:
+    """The headline metrics at the base revision and now, the new ones with their 95% intervals."""
+    rows = [c for c in comparisons if c.direction != "count"]
+    if not rows:
+        return None
+    fig, ax = plt.subplots(figsize=(7, 0.55 * len(rows) + 1.5))
+    ys = list(range(len(rows)))
+    base = [c.base if c.base is not None else float("nan") for c in rows]
+    new = [c.new["value"] for c in rows]
+    err = [[max(0.0, c.new["value"] - c.new["low"]) for c in rows], [max(0.0, c.new["high"] - c.new["value"])
+                                                                      for c in rows]]
+    ax.barh([y + 0.2 for y in ys], base, 0.4, label=f"base {base_label}", color="#bbbbbb")
+    ax.barh([y - 0.2 for y in ys], new, 0.4, xerr=err, capsize=2, label="new (95% interval)", color="#1f77b4")
+    labels = [f"{c.metric} ({'lower' if c.direction == 'lower' else 'higher'} is better)" for c in rows]
+    ax.set_yticks(ys, labels, fontsize=8)
+    ax.invert_yaxis()
+    if all(0 <= c.new["high"] <= 1 and (c.base is None or 0 <= c.base <= 1) for c in rows):
+        ax.set_xlim(0, 1.05)
+    ax.set_xlabel("value")
+    ax.set_title(f"{model}: base against new")
+    ax.legend(fontsize=7, loc="lower right")
     return _save(fig, path)
 
 
@@ -125,37 +171,52 @@ def _number(x) -> float | None:
         return None
 
 
+LOSS = re.compile(r"loss", re.I)
+SCORE = re.compile(r"recall|score|f1|hit|accuracy|mrr", re.I)
+
+
 def training_curves(model: str, logs: list[Path], path: Path) -> Path | None:
-    """Every numeric column against step (or epoch, or row index), one panel per log file."""
+    """Per log file: loss columns on one panel, validation scores in [0, 1] on another, against step.
+
+    Other columns (epoch, learning rate, logit scale, token counts) are not metrics and are not drawn."""
     tables = [(p, read_log(p)) for p in logs if p.is_file()]
     tables = [(p, rows) for p, rows in tables if rows]
-    if not tables:
-        return None
-    fig, axes = plt.subplots(1, len(tables), figsize=(6 * len(tables), 4), squeeze=False)
-    for ax, (log_path, rows) in zip(axes[0], tables):
+    panels = []
+    for log_path, rows in tables:
         x_key = next((k for k in ("step", "epoch", "iteration") if k in rows[0]), None)
+        for kind, pattern, label in (("loss", LOSS, "training loss"), ("score", SCORE, "validation score")):
+            cols = [c for c in rows[0] if c != x_key and pattern.search(c) and not (kind == "score" and LOSS.search(c))]
+            if cols:
+                panels.append((log_path, x_key, rows, cols, label))
+    if not panels:
+        return None
+    fig, axes = plt.subplots(1, len(panels), figsize=(5.5 * len(panels), 4), squeeze=False)
+    for ax, (log_path, x_key, rows, cols, label) in zip(axes[0], panels):
         xs = [_number(r.get(x_key)) if x_key else i for i, r in enumerate(rows)]
-        for col in rows[0]:
-            if col == x_key:
-                continue
-            ys = [_number(r.get(col)) for r in rows]
-            pts = [(x, y) for x, y in zip(xs, ys) if x is not None and y is not None]
+        for col in cols:
+            pts = [(x, y) for x, y in zip(xs, (_number(r.get(col)) for r in rows)) if x is not None and y is not None]
             if pts:
-                ax.plot([p[0] for p in pts], [p[1] for p in pts], label=col)
+                ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="." if len(pts) < 30 else None, label=col)
         ax.set_xlabel(x_key or "row")
-        ax.set_title(f"{model}: {log_path.name}")
+        ax.set_ylabel(label)
+        if label == "validation score":
+            ax.set_ylim(0, 1.02)
+        ax.set_title(f"{model}: {log_path.name}", fontsize=9)
         ax.legend(fontsize=7)
     return _save(fig, path)
 
 
-def render_all(models: dict[str, dict], logs: dict[str, list[Path]], out_dir: Path) -> list[Path]:
-    """All plots for all models; returns the files written (sorted)."""
+def render_all(evaluations: dict[str, dict], logs: dict[str, list[Path]], out_dir: Path) -> list[Path]:
+    """All plots for all models (`evaluations`: each model's evaluation.json); returns the files written."""
     written = []
-    for model, metrics in sorted(models.items()):
-        for kind, fn in (("variants", variants_bar), ("at_k", at_k_curves), ("per_intent_f1", per_intent_f1)):
-            p = fn(model, metrics, out_dir / f"{model}_{kind}.png")
+    for model, evaluation in sorted(evaluations.items()):
+        for kind, fn in (("variants", variants_bar), ("at_k", at_k_curves)):
+            p = fn(model, evaluation, out_dir / f"{model}_{kind}.png")
             if p:
                 written.append(p)
+        p = per_intent_f1(model, evaluation.get("extra", {}), out_dir / f"{model}_per_intent_f1.png")
+        if p:
+            written.append(p)
         p = training_curves(model, logs.get(model, []), out_dir / f"{model}_training.png")
         if p:
             written.append(p)

@@ -1,13 +1,15 @@
-"""Gather every model's metrics file into one flat summary that `dvc metrics diff` reads key by key.
+"""Every model's evaluation, read back from the files its stage wrote and checked against its per-example rows.
 
-A model stage that has not landed (or did not run) simply has no file: the summary holds what exists and
-says which models are missing, so `evaluate` works from the first model stage on.
+A model stage writes `reports/<model>/metrics.json` (the headline figures `dvc metrics show` prints),
+`evaluation.json` (every variant with its 95% interval, the declared metric specs) and `examples.jsonl` (the
+per-example outcomes). A model whose stage has not run simply has no files: `evaluate` reports it as missing.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import math
 from pathlib import Path
 
 from pydantic import Field
@@ -15,17 +17,23 @@ from pydantic import Field
 from reprolab.config import StrictConfig
 from reprolab.errors import DatasetError
 from reprolab.evaluation.drift import DriftConfig
-from reprolab.evaluation.gate import GateConfig
+from reprolab.evaluation.evidence import (EVALUATION, EXAMPLES, EvidenceError, by_variant, check_declared,
+                                          estimate, read_examples)
+from reprolab.evaluation.gate import GateConfig, ModelEvidence
 
 log = logging.getLogger(__name__)
 
 
 class ModelSpec(StrictConfig):
-    metrics: str  # the per-model metrics file its stage writes
+    metrics: str  # the headline metrics file its stage writes; evaluation.json and examples.jsonl lie beside it
     title: str = ""
     params: list[str] = Field(default_factory=list)  # params.yaml sections shown on the model card
     baseline: str = "baseline"  # the variant every other one is compared with on the card
     training_logs: list[str] = Field(default_factory=list)  # CSV/TSV/JSON(L) per-step logs to plot
+
+    @property
+    def folder(self) -> Path:
+        return Path(self.metrics).parent
 
 
 class EvaluateConfig(StrictConfig):
@@ -59,25 +67,33 @@ def read_json(path: Path) -> dict:
     return data
 
 
-def load_model_metrics(cfg: EvaluateConfig, root: Path = Path(".")) -> dict[str, dict]:
-    """{model: its nested metrics} for every configured model whose metrics file exists."""
+def check_recomputed(evidence: ModelEvidence, metrics: dict, where: str) -> None:
+    """The headline figures must be what the per-example rows give: recompute each one and compare."""
+    check_declared(metrics, evidence.evaluation, where)
+    rows = by_variant(evidence.rows or []).get(evidence.variant)
+    if not rows:
+        raise EvidenceError(f"{where}: no per-example rows for the headline variant {evidence.variant!r}")
+    specs = evidence.specs
+    for name, value in metrics.items():
+        again = estimate(specs[name], rows).value
+        if not math.isclose(again, float(value), abs_tol=5e-4):
+            raise EvidenceError(f"{where}: {name} = {value} but its per-example rows give {again:.4f}: "
+                                "re-run the stage that wrote them")
+
+
+def load_evidence(cfg: EvaluateConfig, root: Path = Path(".")) -> dict[str, ModelEvidence]:
+    """{model: its evaluation and per-example rows} for every configured model whose stage has run."""
     found = {}
     for name, spec in cfg.models.items():
-        path = root / spec.metrics
-        if path.is_file():
-            found[name] = read_json(path)
-        else:
-            log.warning("no metrics for model: its stage has not run", extra={"model": name, "path": str(path)})
+        folder = root / spec.folder
+        metrics_path, evaluation_path = root / spec.metrics, folder / EVALUATION
+        if not metrics_path.is_file():
+            log.warning("no metrics for model: its stage has not run", extra={"model": name, "path": str(metrics_path)})
+            continue
+        if not evaluation_path.is_file():
+            raise EvidenceError(f"{evaluation_path} not found beside {metrics_path}: the stage must write its "
+                                "evaluation with reprolab.evaluation.evidence.write_evaluation")
+        evidence = ModelEvidence(name, read_json(evaluation_path), read_examples(folder / EXAMPLES))
+        check_recomputed(evidence, read_json(metrics_path), str(metrics_path))
+        found[name] = evidence
     return found
-
-
-def summarize(cfg: EvaluateConfig, root: Path = Path(".")) -> tuple[dict[str, float], dict[str, dict]]:
-    """The flat summary (models + data-quality counts) and the nested per-model metrics it came from."""
-    models = load_model_metrics(cfg, root)
-    flat: dict[str, float] = {}
-    for name, metrics in models.items():
-        flat.update(flatten(metrics, name))
-    dq_path = root / cfg.data_quality
-    if dq_path.is_file():
-        flat.update(flatten(read_json(dq_path).get("datasets", {}), "data"))
-    return flat, models
