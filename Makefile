@@ -44,10 +44,9 @@ data: setup
 repro: setup
 	$(BIN)/dvc repro
 
-# Ends with the flat summary the PR report diffs (`dvc metrics show` lists the same, as one wide table).
+# Ends with each model's headline figures (intervals: reports/<model>/evaluation.json, the model cards).
 run: data repro
-	@$(BIN)/python -c "import json; m = json.load(open('reports/metrics.json')); \
-	  print('\n'.join(f'{k:48s} {v}' for k, v in m.items() if not k.startswith('data.')))"
+	@$(BIN)/dvc metrics show
 
 test: setup
 	$(BIN)/python -m pytest
