@@ -18,20 +18,25 @@ def _compose() -> dict:
 def test_compose_services_health_order_ports_and_volumes():
     compose = _compose()
     services = compose["services"]
-    assert set(services) == {"qdrant", "ingest", "query"}
+    assert {"qdrant", "ingest", "query", "embed"} <= set(services)
+    default = {name for name, svc in services.items() if "profiles" not in svc}
+    assert default == {"qdrant", "ingest", "query", "embed"}
     assert services["qdrant"]["image"].startswith("qdrant/qdrant:")
-    assert "6333:6333" in services["qdrant"]["ports"]
     for name, svc in services.items():
-        health = svc["healthcheck"]
-        assert health["test"][0] in ("CMD", "CMD-SHELL") and health["retries"] >= 3, name
-    for name, port in (("ingest", 8001), ("query", 8002)):
+        if "healthcheck" in svc:
+            health = svc["healthcheck"]
+            assert health["test"][0] in ("CMD", "CMD-SHELL") and health["retries"] >= 3, name
+    assert default <= {name for name, svc in services.items() if "healthcheck" in svc}
+    for name, port in (("ingest", 8001), ("query", 8002), ("embed", 8003)):
         svc = services[name]
-        assert svc["depends_on"]["qdrant"]["condition"] == "service_healthy"
-        assert svc["environment"]["QDRANT_URL"] == "http://qdrant:6333"
         assert f"{port}:{port}" in svc["ports"]
         assert any(str(port) in part for part in svc["healthcheck"]["test"])
         assert (REPO / svc["build"]["dockerfile"]).is_file()
         assert svc["build"]["context"] == "."
+    for name in ("ingest", "query"):
+        svc = services[name]
+        assert svc["depends_on"]["qdrant"]["condition"] == "service_healthy"
+        assert svc["environment"]["QDRANT_URL"] == "http://qdrant:6333"
     assert services["query"]["depends_on"]["ingest"]["condition"] == "service_healthy"
     named = set(compose["volumes"])
     used = {v.split(":")[0] for svc in services.values() for v in svc.get("volumes", [])}
@@ -40,9 +45,34 @@ def test_compose_services_health_order_ports_and_volumes():
     from services.settings import Settings
 
     fields = {f.upper() for f in Settings.model_fields}
-    for name in ("ingest", "query"):
+    for name in ("ingest", "query", "embed"):
         unknown = set(services[name]["environment"]) - fields - {"REPROLAB_LOG_LEVEL"}
         assert not unknown, f"{name}: {unknown}"
+
+
+def test_qdrant_runs_with_its_api_key_and_is_published_only_when_asked():
+    services = _compose()["services"]
+    qdrant = services["qdrant"]
+    assert "ports" not in qdrant, "Qdrant must not be published to the host by default"
+    assert qdrant["environment"]["QDRANT__SERVICE__API_KEY"].startswith("${QDRANT_API_KEY:?")
+    for name in ("ingest", "query"):
+        env = services[name]["environment"]
+        assert env["QDRANT_API_KEY"].startswith("${QDRANT_API_KEY:?")   # compose refuses to start without it
+        assert env["WRITE_API_KEYS"].startswith("${WRITE_API_KEYS:?")
+    override = yaml.safe_load((REPO / "ops" / "compose" / "qdrant-port.yaml").read_text())
+    assert override["services"]["qdrant"]["ports"] == ["127.0.0.1:6333:6333"]  # loopback only, when asked
+
+
+def test_monitoring_and_monthly_profiles():
+    services = _compose()["services"]
+    assert set(services["prometheus"]["profiles"]) == {"monitoring"}
+    mounted = {v.split(":")[0] for v in services["prometheus"]["volumes"]}
+    assert {"./ops/prometheus/prometheus.yml", "./ops/prometheus/alerts.yml"} <= mounted
+    assert all((REPO / m).is_file() for m in mounted)
+    monthly = services["monthly"]
+    assert monthly["build"]["dockerfile"] == "docker/monthly.cpu.Dockerfile"
+    assert monthly["environment"]["PUSHGATEWAY_URL"] == "http://pushgateway:9091"
+    assert "monthly" in services["pushgateway"]["profiles"]
 
 
 def _instructions(path: Path) -> list[tuple[str, str]]:
@@ -52,7 +82,7 @@ def _instructions(path: Path) -> list[tuple[str, str]]:
 
 
 def test_dockerfiles_build_the_package_and_run_the_right_app():
-    for name, port in (("ingest", 8001), ("query", 8002)):
+    for name, port in (("ingest", 8001), ("query", 8002), ("embed", 8003)):
         ins = _instructions(REPO / "services" / name / "Dockerfile")
         kinds = [k for k, _ in ins]
         assert kinds[0] == "FROM" and "python:3.11" in ins[0][1]
