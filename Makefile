@@ -83,6 +83,6 @@ monthly: setup
 	$(BIN)/python -m stages.monthly --profile $(PROFILE) $(if $(MONTH),--month $(MONTH)) $(if $(BASE),--base $(BASE))
 
 # Name this commit's models: annotated tags <artifact>@v<YYYY>.<M>.<N> (GTO format) for the dvc.yaml `artifacts:`
-# whose output changed since their latest version (MONTH=YYYY-MM overrides the commit's month). docs/reproduce.md
+# whose output changed since their latest version (MONTH=YYYY-MM overrides the commit's month). README.md ("Names for model versions")
 tag-models: setup
 	$(BIN)/python -m reprolab.registry tag $(if $(MONTH),--month $(MONTH))
