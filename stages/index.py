@@ -1,4 +1,5 @@
-"""DVC stage `index`: the Qdrant collections the query service serves (index/), and the RAG evaluation."""
+"""DVC stage `index`: the Qdrant collections the query service serves (index/, with index/manifest.json that
+the services read their settings from), and the RAG evaluation (reports/rag, evidence contract)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,8 @@ import torch
 
 from reprolab import cli
 from reprolab.config import load_section
+from reprolab.evaluation.evidence import write_evaluation
+from reprolab.evaluation.rag import RAG_SPECS, latency_p50
 from reprolab.rag.build import IndexConfig, build, evaluate
 from stages.common import CORPUS, REPORTS, SPLITS, write_json
 
@@ -22,11 +25,15 @@ def main() -> None:
     cfg = load_section("index", IndexConfig)
     manifest = build(cfg, CORPUS, SPLITS, INDEX)
     write_json(INDEX / "manifest.json", manifest)
-    metrics, rows = evaluate(cfg, CORPUS, INDEX)
-    write_json(REPORTS / "rag" / "metrics.json", metrics)
-    write_json(REPORTS / "rag" / "questions.json", rows)
-    log.info("rag evaluation", extra={"retrieval": metrics["retrieval"], "answers": metrics["answers"]})
-    print(f"retrieval {metrics['retrieval']}\nanswers   {metrics['answers']}")
+    rows = evaluate(cfg, CORPUS, INDEX)
+    headline = cfg.rag.answer.backend
+    evaluation = write_evaluation(REPORTS / "rag", RAG_SPECS, rows, headline,
+                                  extra={"latency_p50_ms": latency_p50(rows), "served_backend": headline})
+    for variant, metrics in sorted(evaluation["variants"].items()):
+        figures = "  ".join(f"{k} {m['value']:.3f} [{m['low']:.3f}, {m['high']:.3f}] n={m['n']}"
+                            for k, m in metrics.items())
+        print(f"{variant:<22} {figures}")
+    log.info("rag evaluation", extra={"headline": evaluation["variants"][headline]})
 
 
 if __name__ == "__main__":

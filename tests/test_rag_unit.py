@@ -1,11 +1,14 @@
-"""Fast unit tests of the RAG library: extraction, fusion, lexical matching, the document index (upserts,
-rollback, persistence) on in-memory Qdrant with a small fake embedder, image search, evaluation metrics."""
+"""Fast unit tests of the RAG library: extraction, the Portuguese sparse analysis, the document index (upserts,
+rollback, state in Qdrant) on in-memory Qdrant with a small fake embedder, hybrid search inside Qdrant, the
+index manifest, image search, evaluation rows and metrics."""
 
 from __future__ import annotations
 
 import hashlib
 import io
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -13,14 +16,18 @@ import pytest
 from llama_index.core.embeddings import BaseEmbedding
 from qdrant_client import QdrantClient
 
-from reprolab.evaluation.rag import (RagOutcome, evaluate_rag, first_hit_rank, key_fact_recall, load_labelled_set,
-                                     passage_hits_evidence)
+from reprolab.errors import ConfigError
+from reprolab.evaluation.evidence import evaluate_variants
+from reprolab.evaluation.rag import (RAG_SPECS, LabelledQuestion, RagOutcome, evaluate_rag, first_hit_rank,
+                                     key_fact_recall, load_labelled_set, passage_hits_evidence)
 from reprolab.rag.config import ChunkingConfig, RagConfig
-from reprolab.rag.documents import DocumentIndex, chunk_id
-from reprolab.rag.errors import DocumentNotFound, InputError, UnprocessableDocument, UnsupportedType
+from reprolab.rag.documents import DocumentIndex, check_document_id, chunk_id, id_from_filename
+from reprolab.rag.errors import DocumentNotFound, IndexMismatch, InputError, UnprocessableDocument, UnsupportedType
 from reprolab.rag.extract import extract_text
 from reprolab.rag.images import ImageSearch, build_image_collection
-from reprolab.rag.retrieval import HybridRetriever, LexicalIndex, reciprocal_rank_fusion
+from reprolab.rag.manifest import load_manifest, manifest_record, served_config
+from reprolab.rag.retrieval import HybridRetriever
+from reprolab.rag.sparse import Analyzer, term_index
 
 REPO = Path(__file__).resolve().parents[1]
 DOC = REPO / "samples" / "docs" / "como-funciona-hotmart.txt"
@@ -46,9 +53,9 @@ def _config(**chunking) -> RagConfig:
 
 
 @pytest.fixture
-def index(tmp_path):
+def index():
     client = QdrantClient(":memory:")
-    yield DocumentIndex(client, HashEmbedding(), _config(), tmp_path / "docstore.json")
+    yield DocumentIndex(client, HashEmbedding(), _config(), embedder_name="hash-64")
     client.close()
 
 
@@ -82,44 +89,30 @@ def test_pdf_without_text_is_refused():
         extract_text(buf.getvalue(), "scan.pdf", "application/pdf")
 
 
-# --- fusion and lexical matching ----------------------------------------------------------------------------------
-def test_reciprocal_rank_fusion_rewards_agreement():
-    fused = reciprocal_rank_fusion([["a", "b", "c"], ["b", "c", "a"]], k=60)
-    assert max(fused, key=fused.get) == "b"
-    assert fused["a"] == pytest.approx(1 / 61 + 1 / 63)
-    weighted = reciprocal_rank_fusion([["a"], ["b"]], k=10, weights=[0.5, 1.0])
-    assert weighted["b"] > weighted["a"]
-
-
-class _Node:
-    def __init__(self, text, node_id):
-        self.text, self.node_id, self.metadata = text, node_id, {}
-
-    def get_content(self):
-        return self.text
-
-
-def test_lexical_index_stems_portuguese_and_chargrams_match_glued_words():
-    nodes = [_Node("As formas de pagamento aceitas incluem boleto e Pix.", "a"),
-             _Node("É isso que oClub Salesdá a você: ofertas especiais.", "b"),
-             _Node("A sede fica em Amsterdã.", "c")]
-    words = LexicalIndex("portuguese", "words")
-    words.build(nodes)
-    assert words.search("Quais pagamentos são aceitos?", 3)[0][0].node_id == "a"  # pagamento ~ pagamentos
-    assert words.search("Qual é a função do Club Sales?", 3) == []  # glued words defeat word matching
-    grams = LexicalIndex("portuguese", "chargrams")
-    grams.build(nodes)
-    assert grams.search("Qual é a função do Club Sales?", 3)[0][0].node_id == "b"
-    assert "qual" not in words.terms("Qual é a sede?", question=True)
+# --- the sparse analysis -----------------------------------------------------------------------------------------
+def test_analyzer_stems_portuguese_drops_question_words_and_hashes_stably():
+    a = Analyzer("portuguese")
+    assert a.terms("Quais pagamentos são aceitos?", question=True) == a.terms("pagamento aceito")  # stems meet
+    assert "qual" not in a.terms("Qual é a sede?", question=True)
+    doc = a.encode("boleto boleto Pix")
+    assert len(doc["words"].indices) == 2 and max(doc["words"].values) > 1.0  # term frequency, saturated
+    question = a.encode("boleto boleto?", question=True)
+    assert question["words"].values == [1.0]  # a repeated question word asks once
+    assert term_index("boleto") == __import__("zlib").crc32(b"boleto")  # the same in every process
+    assert set(a.encode("oClub Salesdá")["chargrams"].indices) & set(a.encode("Club Sales", True)["chargrams"].indices)
+    with pytest.raises(ConfigError, match="stopword"):
+        Analyzer("klingon")
 
 
 # --- the document index -----------------------------------------------------------------------------------------
-def test_ingest_is_idempotent_and_a_change_replaces_chunks(index, tmp_path):
+def test_ingest_is_idempotent_and_a_change_replaces_chunks(index):
     text = DOC.read_text(encoding="utf-8")[:6000]
     first = index.ingest(text, "docs/a.txt", {"title": "A"})
     assert first.status == "created" and first.chunks > 3 and first.points_total == first.chunks
     again = index.ingest(text, "docs/a.txt", {"title": "A"})
     assert again.status == "unchanged" and again.points_total == first.points_total
+    retitled = index.ingest(text, "docs/a.txt", {"title": "B"})
+    assert retitled.status == "updated" and index.get("docs/a.txt").metadata == {"title": "B"}
     other = index.ingest("Outro documento, curto.", "docs/b.txt")
     assert other.points_total == first.chunks + 1
     changed = index.ingest(text[:1500], "docs/a.txt", {"title": "A"})
@@ -133,13 +126,15 @@ def test_ingest_is_idempotent_and_a_change_replaces_chunks(index, tmp_path):
         index.get("docs/a.txt")
 
 
-def test_docstore_persists_so_a_restart_still_dedups(tmp_path):
+def test_document_state_lives_in_qdrant_so_another_process_sees_it(tmp_path):
     client = QdrantClient(path=str(tmp_path / "q"))
-    first = DocumentIndex(client, HashEmbedding(), _config(), tmp_path / "ds.json").ingest("Um texto. " * 50, "d")
+    first = DocumentIndex(client, HashEmbedding(), _config()).ingest("Um texto. " * 50, "d", {"k": "v"})
     client.close()
+    assert not [p for p in tmp_path.iterdir() if p.name != "q"]  # no docstore file beside Qdrant
     client = QdrantClient(path=str(tmp_path / "q"))
-    reopened = DocumentIndex(client, HashEmbedding(), _config(), tmp_path / "ds.json")
-    result = reopened.ingest("Um texto. " * 50, "d")
+    reopened = DocumentIndex(client, HashEmbedding(), _config())
+    assert [(d.document_id, d.chunks, d.metadata) for d in reopened.list()] == [("d", first.chunks, {"k": "v"})]
+    result = reopened.ingest("Um texto. " * 50, "d", {"k": "v"})
     assert result.status == "unchanged" and result.points_total == first.points_total
     client.close()
 
@@ -147,33 +142,88 @@ def test_docstore_persists_so_a_restart_still_dedups(tmp_path):
 def test_a_failed_write_leaves_no_trace(index, monkeypatch):
     index.ingest("Versão antiga do documento. " * 30, "docs/x.txt")
     base = index.ingest("Outro.", "docs/y.txt").points_total - index.get("docs/x.txt").chunks
+    original_upsert = index.client.upsert
 
-    from llama_index.vector_stores.qdrant import QdrantVectorStore
-
-    original_add = QdrantVectorStore.add
-
-    def broken_add(self, nodes, **kwargs):
-        original_add(self, nodes[: len(nodes) // 2])  # half the chunks land, then the connection drops
+    def broken_upsert(collection, points, **kwargs):
+        original_upsert(collection, points=points[: len(points) // 2], **kwargs)  # half lands, then it drops
         raise ConnectionError("qdrant went away")
 
-    monkeypatch.setattr(QdrantVectorStore, "add", broken_add)
-    with pytest.raises(ConnectionError):
-        index.ingest("Versão nova. " * 30, "docs/x.txt")
+    monkeypatch.setattr(index.client, "upsert", broken_upsert)
+    with pytest.raises(Exception, match="qdrant went away|unreachable"):
+        index.ingest("Versão nova do documento, bem mais longa que a antiga. " * 60, "docs/x.txt")
     monkeypatch.undo()
     with pytest.raises(DocumentNotFound):
         index.get("docs/x.txt")
     assert index.points() == base  # neither the old nor a partial new version
-    assert index.docstore.get_document_hash("docs/x.txt") is None
 
 
-def test_hybrid_retriever_finds_and_filters(index):
+def test_document_ids_from_file_names_are_base_names_and_dot_segments_are_refused():
+    assert id_from_filename("../../etc/passwd.txt") == "docs/passwd.txt"
+    assert id_from_filename("C:\\Users\\ana\\nota.txt") == "docs/nota.txt"
+    assert check_document_id("docs/kb-1.txt") == "docs/kb-1.txt"
+    for bad in ("docs/../../etc/passwd.txt", "docs/./a.txt", "a//b", "x y"):
+        with pytest.raises(InputError):
+            check_document_id(bad)
+
+
+# --- hybrid search inside Qdrant --------------------------------------------------------------------------------
+def test_hybrid_search_runs_inside_qdrant_with_filters_and_sees_new_documents_at_once(index, monkeypatch):
     index.ingest(DOC.read_text(encoding="utf-8"), "docs/hotmart.txt", {"lang": "pt"})
-    index.ingest("The headquarters are in Lisbon.", "docs/other.txt", {"lang": "en"})
     retriever = HybridRetriever(index.client, index.embedder, index.collection, _config().retrieval, documents=index)
+    calls = []
+    original = index.client.query_points
+    monkeypatch.setattr(index.client, "query_points", lambda *a, **k: calls.append(k) or original(*a, **k))
     top = retriever.retrieve("Qual é a sede global da Hotmart?", 5)
-    assert any("Amsterdã" in p.text for p in top)
-    only_en = retriever.retrieve("headquarters", 5, filters={"lang": "en"})
-    assert only_en and all(p.document_id == "docs/other.txt" for p in only_en)
+    assert any("Amsterdã" in p.text for p in top) and top[0].dense_score is not None
+    # One Query API call: dense + both sparse channels prefetched, fused by Qdrant's RRF.
+    assert len(calls) == 1 and sorted(p.using for p in calls[0]["prefetch"]) == ["chargrams", "dense", "words"]
+    assert type(calls[0]["query"]).__name__ == "FusionQuery"
+    assert not any(isinstance(v, list) and len(v) > 20 for v in vars(retriever).values())  # no corpus in process
+    # A document ingested is found by the very next query (no rebuild, no timer), and filters apply in Qdrant.
+    index.ingest("A sede da Lusitânia Editora fica em Lisboa.", "docs/other.txt", {"lang": "pt-PT"})
+    only = retriever.retrieve("Onde fica a sede da Lusitânia Editora?", 5, filters={"lang": "pt-PT"})
+    assert [p.document_id for p in only] == ["docs/other.txt"]
+    assert all(f.must for f in (p.filter for p in calls[-1]["prefetch"]))
+
+
+def test_the_query_path_imports_no_in_process_lexical_index():
+    code = ("import sys; import reprolab.rag.engine, services.query.main, services.app; "
+            "bad = sorted(m for m in sys.modules if m.startswith(('bm25s', 'llama_index.retrievers.bm25'))); "
+            "print(bad); sys.exit(1 if bad else 0)")
+    result = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stdout + result.stderr[-2000:]
+
+
+def test_a_collection_of_another_embedder_or_dimension_is_refused(index):
+    index.ingest("Um documento.", "d")
+    other = DocumentIndex(index.client, HashEmbedding(), _config(), embedder_name="another-embedder")
+    with pytest.raises(IndexMismatch, match="another-embedder"):
+        other.check_collection()
+
+    class Wider(HashEmbedding):
+        def _vec(self, text):
+            return super()._vec(text) + [0.0] * 32
+
+    with pytest.raises(IndexMismatch, match="size 64"):
+        DocumentIndex(index.client, Wider(), _config(), embedder_name="hash-64").check_collection()
+
+
+# --- the manifest -----------------------------------------------------------------------------------------------
+def test_manifest_is_the_one_source_and_only_the_backend_may_be_overridden(tmp_path):
+    cfg = _config()
+    path = tmp_path / "manifest.json"
+    path.write_text(json.dumps(manifest_record(cfg, 384, documents=[])))
+    manifest = load_manifest(path)
+    assert manifest.embedder.dim == 384 and manifest.rag == cfg and manifest.evaluated_backend == "extractive"
+    assert served_config(manifest) is manifest.rag
+    assert served_config(manifest, "local").answer.backend == "local"
+    with pytest.raises(ConfigError, match="ANSWER_BACKEND"):
+        served_config(manifest, "gpt")
+    with pytest.raises(ConfigError, match="no index manifest"):
+        load_manifest(tmp_path / "missing.json")
+    path.write_text(json.dumps({"rag": {"chunking": {"chunk_size": 1}}, "embedder": {"name": "x", "dim": 1}}))
+    with pytest.raises(ConfigError, match="not valid"):
+        load_manifest(path)
 
 
 # --- images -----------------------------------------------------------------------------------------------------
@@ -203,13 +253,29 @@ def test_image_collection_search_by_image_and_text(tmp_path):
 
 
 # --- evaluation -------------------------------------------------------------------------------------------------
-def test_labelled_set_is_consistent_with_the_document():
+def test_labelled_set_has_its_halves_languages_and_gold_evidence():
     questions = load_labelled_set(REPO / "samples/qa/hotmart_labelled.json", DOC.read_text(encoding="utf-8"))
     answerable = [q for q in questions if q.answerable]
-    assert len(answerable) == 15 and len(questions) - 15 >= 5
+    assert len(questions) >= 60 and len(questions) - len(answerable) >= 15
+    assert sum(q.lang == "en" for q in questions) >= 10
     assert all(q.key_facts for q in answerable)
+    for lang in ("pt", "en"):
+        for ans in (True, False):
+            group = [q.half for q in questions if q.lang == lang and q.answerable == ans]
+            assert abs(group.count("tune") - group.count("report")) <= 1  # a balanced fixed split
     perguntas = [line.strip() for line in (REPO / "samples/qa/perguntas.txt").read_text().splitlines() if line.strip().endswith("?")]
-    assert [q.question for q in answerable][0] == perguntas[0]
+    by_id = {q.id: q.question for q in questions}
+    assert by_id["q01"] == perguntas[0] and by_id["q15"] == perguntas[-1]  # the assessment's own questions kept
+
+
+def test_labelled_set_errors_name_the_problem(tmp_path):
+    path = tmp_path / "set.json"
+    path.write_text(json.dumps({"questions": [{"id": "a", "question": "A?", "evidence": ["x"], "half": "test"}]}))
+    with pytest.raises(Exception, match="half 'test'"):
+        load_labelled_set(path)
+    path.write_text(json.dumps({"questions": [{"id": "a", "question": "A?", "evidence": ["x"]}]}))
+    with pytest.raises(Exception, match="has no 'half'"):
+        load_labelled_set(path)
 
 
 def test_evidence_hits_and_key_facts():
@@ -221,16 +287,25 @@ def test_evidence_hits_and_key_facts():
     assert key_fact_recall("Taxa de 9,9% + R$ 1", [["9.9%", "9,9%"], ["R$ 1"], ["2011"]]) == pytest.approx(2 / 3)
 
 
-def test_evaluate_rag_metrics(tmp_path):
-    from reprolab.evaluation.rag import LabelledQuestion
-
-    qs = [LabelledQuestion("a", "A?", True, ["alpha beta"], [["alpha"]]),
-          LabelledQuestion("b", "B?", True, ["gamma delta"], [["gamma"]]),
-          LabelledQuestion("u", "U?", False)]
-    answers = {"A?": RagOutcome(["zzz", "alpha beta"], "alpha", False),
+def test_evaluation_rows_back_the_declared_metrics_per_slice():
+    qs = [LabelledQuestion("a", "A?", "report", "pt", True, ["alpha beta"], [["alpha"], ["beta"]]),
+          LabelledQuestion("b", "B?", "report", "pt", True, ["gamma delta"], [["gamma"]]),
+          LabelledQuestion("u", "U?", "report", "pt", False),
+          LabelledQuestion("e", "E?", "report", "en", True, ["alpha beta"], [["alpha"]]),
+          LabelledQuestion("t", "T?", "tune", "pt", False)]
+    answers = {"A?": RagOutcome(["zzz", "alpha beta"], "alpha", False, 12.0),
                "B?": RagOutcome(["zzz"], "-", True),
-               "U?": RagOutcome([], "não", True)}
-    metrics, rows = evaluate_rag(qs, answers.__getitem__)
-    assert metrics["retrieval"] == {"hit@1": 0.0, "hit@5": 0.5, "mrr": 0.25}
-    assert metrics["answers"]["key_fact_recall"] == 0.5 and metrics["answers"]["refusal_accuracy"] == 1.0
-    assert json.dumps(metrics)  # flat and serialisable
+               "U?": RagOutcome([], "não", True),
+               "E?": RagOutcome(["alpha beta"], "alpha", False),
+               "T?": RagOutcome([], "ok", False)}
+    rows = evaluate_rag(qs, lambda q, backend: answers[q.question], {"extractive": {"tune", "report"},
+                                                                       "local": {"report"}})
+    assert {r["variant"] for r in rows} == {"extractive", "extractive_en", "extractive_tune", "local", "local_en"}
+    assert all(isinstance(r["id"], str) and r["half"] in ("tune", "report") for r in rows)
+    ev = evaluate_variants(RAG_SPECS, rows)
+    head = {k: v["value"] for k, v in ev["extractive"].items()}
+    assert head["hit@5"] == 0.5 and head["hit@1"] == 0.0 and head["mrr"] == 0.25
+    assert head["false_refusal_rate"] == 0.5 and head["unanswerable_declined_rate"] == 1.0
+    assert head["key_fact_recall"] == pytest.approx(1 / 3)  # a: 1 of 2 facts; b declined: 0 of 1
+    assert ev["extractive"]["hit@5"]["n"] == 2 and ev["extractive_tune"]["unanswerable_declined_rate"]["value"] == 0.0
+    assert ev["extractive_en"]["hit@1"]["value"] == 1.0

@@ -1,21 +1,41 @@
-"""RAG evaluation on a labelled question set: retrieval hit@k and MRR against gold evidence passages, key-fact
-recall of the answers, and the share of unanswerable questions the system declines."""
+"""RAG evaluation on a labelled question set: one row per (question, answer backend) for the evidence contract
+(reprolab.evaluation.evidence), and the metrics declared once here.
+
+Retrieval: the rank of the first passage holding gold evidence (hit@k, MRR). Answers: key-fact recall (a
+declined answerable question finds none), and the share of answerable / unanswerable questions declined.
+The set has a fixed `half` per question: thresholds are tuned on "tune", figures are reported on "report",
+and questions in another language than the documents' are reported apart.
+"""
 
 from __future__ import annotations
 
 import json
+import statistics
 import unicodedata
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from reprolab.errors import DatasetError
+from reprolab.evaluation.evidence import MetricSpec
+
+HALVES = ("tune", "report")
+RAG_SPECS = (
+    MetricSpec("hit@5", "higher", "mean", ("hit_at_5",), where="answerable"),
+    MetricSpec("hit@1", "higher", "mean", ("hit_at_1",), where="answerable"),
+    MetricSpec("mrr", "higher", "mean", ("reciprocal_rank",), where="answerable"),
+    MetricSpec("false_refusal_rate", "lower", "mean", ("declined",), where="answerable"),
+    MetricSpec("unanswerable_declined_rate", "higher", "mean", ("declined",), where="unanswerable"),
+    MetricSpec("key_fact_recall", "higher", "ratio", ("key_facts_found", "key_facts"), where="answerable"),
+)
 
 
 @dataclass
 class LabelledQuestion:
     id: str
     question: str
+    half: str
+    lang: str = "pt"
     answerable: bool = True
     evidence: list[str] = field(default_factory=list)
     key_facts: list[list[str]] = field(default_factory=list)  # each fact: accepted spellings
@@ -27,10 +47,18 @@ def load_labelled_set(path: Path, document_text: str | None = None) -> list[Labe
         raw = json.loads(Path(path).read_text(encoding="utf-8"))
     except (OSError, json.JSONDecodeError) as e:
         raise DatasetError(f"labelled QA set {path} cannot be read: {e}") from e
-    questions = []
+    questions, seen = [], set()
     for item in raw.get("questions", []):
-        q = LabelledQuestion(item["id"], item["question"], item.get("answerable", True),
-                             item.get("evidence", []), item.get("key_facts", []))
+        try:
+            q = LabelledQuestion(item["id"], item["question"], item["half"], item.get("lang", "pt"),
+                                 item.get("answerable", True), item.get("evidence", []), item.get("key_facts", []))
+        except KeyError as e:
+            raise DatasetError(f"{path}: question {item.get('id', '?')} has no {e.args[0]!r}") from None
+        if q.id in seen:
+            raise DatasetError(f"{path}: question id {q.id} appears twice")
+        seen.add(q.id)
+        if q.half not in HALVES:
+            raise DatasetError(f"{path}: {q.id} has half {q.half!r}; use one of {HALVES}")
         if q.answerable and not q.evidence:
             raise DatasetError(f"{path}: answerable question {q.id} has no gold evidence")
         if document_text is not None:
@@ -68,53 +96,63 @@ def first_hit_rank(passages: list[str], evidence: list[str]) -> int | None:
     return None
 
 
+def key_facts_found(answer: str, key_facts: list[list[str]]) -> int:
+    a = _fold(answer)
+    return sum(any(_fold(s) in a for s in fact) for fact in key_facts)
+
+
 def key_fact_recall(answer: str, key_facts: list[list[str]]) -> float:
     if not key_facts:
         return 1.0
-    a = _fold(answer)
-    return sum(any(_fold(s) in a for s in fact) for fact in key_facts) / len(key_facts)
+    return key_facts_found(answer, key_facts) / len(key_facts)
 
 
 @dataclass
 class RagOutcome:
-    """What the system returned for one question."""
+    """What the system returned for one question with one backend."""
 
     passages: list[str]
-    answer: str
+    answer: str  # the text scored for key facts (a generator's own text, without the quotes beside it)
     declined: bool
-    generated: str | None = None
+    latency_ms: float = 0.0
 
 
-def evaluate_rag(questions: list[LabelledQuestion], ask: Callable[[str], RagOutcome],
-                 ks: tuple[int, ...] = (1, 5)) -> tuple[dict, list[dict]]:
-    """Metrics (flat enough for `dvc metrics`) and one row per question."""
+def example_row(q: LabelledQuestion, variant: str, out: RagOutcome) -> dict:
+    """The per-example row of the evidence contract."""
+    rank = first_hit_rank(out.passages, q.evidence) if q.answerable else None
+    found = 0 if out.declined or not q.answerable else key_facts_found(out.answer, q.key_facts)
+    return {
+        "id": q.id, "variant": variant, "half": q.half, "lang": q.lang,
+        "answerable": q.answerable, "unanswerable": not q.answerable, "declined": out.declined,
+        "gold_rank": rank, "hit_at_1": rank is not None and rank <= 1, "hit_at_5": rank is not None and rank <= 5,
+        "reciprocal_rank": 1.0 / rank if rank else 0.0,
+        "key_facts_found": found, "key_facts": len(q.key_facts) if q.answerable else 0,
+        "latency_ms": round(out.latency_ms, 1),
+    }
+
+
+def slice_variant(backend: str, half: str, lang: str, document_lang: str = "pt") -> str:
+    """Variant names: the backend on the reporting half in the documents' language is the bare backend name
+    (the headline); other slices add the language and/or `_tune`."""
+    name = backend if lang == document_lang else f"{backend}_{lang}"
+    return name if half == "report" else f"{name}_tune"
+
+
+def evaluate_rag(questions: list[LabelledQuestion], ask: Callable[[LabelledQuestion, str], RagOutcome],
+                 backends: dict[str, set[str]]) -> list[dict]:
+    """Rows for every question and backend; `backends` maps a backend to the halves it is run on."""
     rows = []
     for q in questions:
-        out = ask(q.question)
-        row = {"id": q.id, "question": q.question, "answerable": q.answerable, "declined": out.declined,
-               "answer": out.answer}
-        if q.answerable:
-            row["rank"] = first_hit_rank(out.passages, q.evidence)
-            row["key_fact_recall"] = 0.0 if out.declined else key_fact_recall(out.answer, q.key_facts)
-            if out.generated is not None:
-                row["generated_key_fact_recall"] = key_fact_recall(out.generated, q.key_facts)
-        rows.append(row)
-    answerable = [r for r in rows if r["answerable"]]
-    unanswerable = [r for r in rows if not r["answerable"]]
-    retrieval = {f"hit@{k}": _mean([r["rank"] is not None and r["rank"] <= k for r in answerable]) for k in ks}
-    retrieval["mrr"] = _mean([1.0 / r["rank"] if r["rank"] else 0.0 for r in answerable])
-    answers = {
-        "key_fact_recall": _mean([r["key_fact_recall"] for r in answerable]),
-        "refusal_accuracy": _mean([r["declined"] for r in unanswerable]),
-        "false_refusal_rate": _mean([r["declined"] for r in answerable]),
-    }
-    generated = [r["generated_key_fact_recall"] for r in answerable if "generated_key_fact_recall" in r]
-    if generated:
-        answers["generated_key_fact_recall"] = _mean(generated)
-    counts = {"answerable": len(answerable), "unanswerable": len(unanswerable)}
-    return {"retrieval": retrieval, "answers": answers, "questions": counts}, rows
+        for backend, halves in backends.items():
+            if q.half in halves:
+                rows.append(example_row(q, slice_variant(backend, q.half, q.lang), ask(q, backend)))
+    return rows
 
 
-def _mean(values) -> float:
-    values = [float(v) for v in values]
-    return round(sum(values) / len(values), 4) if values else 0.0
+def latency_p50(rows: list[dict]) -> dict[str, float]:
+    """Median answer latency (ms) per variant, over the questions that got an answer."""
+    by: dict[str, list[float]] = {}
+    for r in rows:
+        if not r["declined"]:
+            by.setdefault(r["variant"], []).append(r["latency_ms"])
+    return {v: round(statistics.median(ms), 1) for v, ms in sorted(by.items())}

@@ -1,29 +1,32 @@
 """Cited answers from retrieved passages.
 
 Two steps, each reported as it is:
-1. Grounding (always): decide from retrieval evidence whether the documents hold the answer (the IDF-weighted
-   share of the question's content terms found in the best passage, and the best dense score), then quote the
-   best-matching sentences of the top passages with their citation numbers.
-2. Generation (optional): the Mistral API when a key is configured, else the packaged SmolLM2-135M-Instruct,
-   writes a short answer from the numbered passages. A 135M model answers Portuguese poorly; the response keeps
-   its text (`generated`) apart from the extractive quotes so the evaluation can score both.
+1. Grounding (always): decide from retrieval evidence whether the documents hold the answer (the share of the
+   question's content terms found in the best passage, and the best dense score; both thresholds tuned on the
+   labelled set's tune half), then quote the best-matching sentences of the top passages with their numbers.
+2. Generation (backend `local` or `mistral`): the packaged SmolLM2-135M-Instruct or the Mistral API writes a
+   short answer from the numbered passages. The response keeps its text (`generated`) apart from the
+   extractive quotes so the evaluation can score both. The default backend is `extractive`: on the reporting
+   half the local model recalls fewer key facts than the quotes (docs/rag.md).
 """
 
 from __future__ import annotations
 
 import logging
-import math
 import re
 import threading
 from dataclasses import dataclass, field
 
 from reprolab.rag.config import AnswerConfig
-from reprolab.rag.retrieval import LexicalIndex, Passage
+from reprolab.rag.errors import GeneratorUnavailable
+from reprolab.rag.retrieval import Passage
+from reprolab.rag.sparse import Analyzer
 
 log = logging.getLogger(__name__)
 
 NOT_FOUND = "Os documentos não contêm a resposta a esta pergunta."
 SENTENCE_END = re.compile(r"(?<=[.!?…])\s+|\n+")
+MISTRAL_SERVER = "https://api.mistral.ai"
 
 
 @dataclass
@@ -39,26 +42,16 @@ class Answer:
     text: str
     answerable: bool
     generated: str | None  # the generator's own text, None when no generator ran
-    backend: str
+    backend: str  # who wrote `text`: extractive | local | mistral | none (declined)
     citations: list[int]
     grounding: Grounding
 
 
-def idf_table(lexical: LexicalIndex) -> tuple[dict[str, float], int]:
-    df: dict[str, int] = {}
-    for node in lexical.nodes:
-        for term in lexical.terms(node.get_content()):
-            df[term] = df.get(term, 0) + 1
-    return {t: math.log((len(lexical.nodes) + 1) / (c + 0.5)) for t, c in df.items()}, len(lexical.nodes)
-
-
-def term_coverage(question_terms: set[str], passage_terms: set[str], idf: dict[str, float], n_docs: int) -> float:
-    """IDF-weighted share of the question's terms present in the passage; unseen terms weigh the most."""
-    unseen = math.log((n_docs + 1) / 0.5)
-    total = sum(idf.get(t, unseen) for t in question_terms)
-    if total == 0:
+def term_coverage(question_terms: set[str], passage_terms: set[str]) -> float:
+    """Share of the question's content terms (stems) present in the passage."""
+    if not question_terms:
         return 0.0
-    return sum(idf.get(t, unseen) for t in question_terms & passage_terms) / total
+    return len(question_terms & passage_terms) / len(question_terms)
 
 
 def split_sentences(text: str) -> list[str]:
@@ -66,21 +59,20 @@ def split_sentences(text: str) -> list[str]:
 
 
 class Answerer:
-    def __init__(self, config: AnswerConfig, mistral_api_key: str | None = None):
+    def __init__(self, config: AnswerConfig, analyzer: Analyzer, mistral_api_key: str | None = None,
+                 mistral_url: str | None = None):
         self.config = config
+        self.analyzer = analyzer
+        self.backend = config.backend
         self.mistral_api_key = mistral_api_key
-        self.backend = "mistral" if mistral_api_key else config.backend
+        self.mistral_url = mistral_url or MISTRAL_SERVER
         self._model = None
+        self._mistral = None
         self._lock = threading.Lock()  # one generation at a time: the model is not re-entrant on 2 CPU cores
-        self._idf_for: int | None = None
-        self._idf: tuple[dict[str, float], int] = ({}, 0)
 
-    def ground(self, question: str, passages: list[Passage], lexical: LexicalIndex) -> Grounding:
-        if id(lexical.nodes) != self._idf_for:
-            self._idf, self._idf_for = idf_table(lexical), id(lexical.nodes)
-        idf, n = self._idf
-        q_terms = lexical.terms(question, question=True)
-        coverage = max((term_coverage(q_terms, lexical.terms(p.text), idf, n) for p in passages), default=0.0)
+    def ground(self, question: str, passages: list[Passage]) -> Grounding:
+        q_terms = self.analyzer.terms(question, question=True)
+        coverage = max((term_coverage(q_terms, self.analyzer.terms(p.text)) for p in passages), default=0.0)
         dense = max((p.dense_score for p in passages if p.dense_score is not None), default=-1.0)
         answerable = bool(passages) and coverage >= self.config.min_term_coverage and dense >= self.config.min_dense_score
         quotes = []
@@ -88,7 +80,7 @@ class Answerer:
             scored = []
             for number, passage in enumerate(passages, start=1):
                 for position, sentence in enumerate(split_sentences(passage.text)):
-                    s = term_coverage(q_terms, lexical.terms(sentence), idf, n)
+                    s = term_coverage(q_terms, self.analyzer.terms(sentence))
                     # Earlier passages win ties: they rank higher after fusion.
                     scored.append((s, -number, -position, number, sentence))
             scored.sort(reverse=True)
@@ -102,19 +94,22 @@ class Answerer:
                     break
         return Grounding(answerable, round(coverage, 4), round(dense, 4), quotes)
 
-    def answer(self, question: str, passages: list[Passage], lexical: LexicalIndex, generate: bool = True) -> Answer:
-        grounding = self.ground(question, passages, lexical)
+    def answer(self, question: str, passages: list[Passage], generate: bool = True,
+               backend: str | None = None) -> Answer:
+        """`backend` overrides the configured one for this call (the evaluation scores each backend)."""
+        backend = backend or self.backend
+        grounding = self.ground(question, passages)
         if not grounding.answerable:
             return Answer(NOT_FOUND, False, None, "none", [], grounding)
         quoted = " ".join(f"\"{sentence}\" [{number}]" for number, sentence in grounding.quotes)
         generated = None
-        backend = "extractive"
-        if generate and self.backend != "extractive":
-            generated = self._generate(question, passages)
-            backend = self.backend
+        if generate and backend != "extractive":
+            generated = self._generate(question, passages, backend)
+        else:
+            backend = "extractive"
         text = f"{generated.strip()}\n\nTrechos: {quoted}" if generated else f"Segundo os documentos: {quoted}"
-        citations = sorted({n for n, _ in grounding.quotes} | set(int(c) for c in re.findall(r"\[(\d+)\]", generated or "")
-                                                                   if 1 <= int(c) <= len(passages)))
+        cited = {int(c) for c in re.findall(r"\[(\d+)\]", generated or "") if 1 <= int(c) <= len(passages)}
+        citations = sorted({n for n, _ in grounding.quotes} | cited)
         return Answer(text, True, generated, backend, citations, grounding)
 
     # --- generators ---
@@ -126,23 +121,32 @@ class Answerer:
             f"Pergunta: {question}\nResposta:"
         )
 
-    def _generate(self, question: str, passages: list[Passage]) -> str:
+    def _generate(self, question: str, passages: list[Passage], backend: str) -> str:
         prompt = self.prompt(question, passages)
-        if self.backend == "mistral":
+        if backend == "mistral":
             return self._generate_mistral(prompt)
         return self._generate_local(prompt)
 
     def _generate_mistral(self, prompt: str) -> str:
-        from mistralai import Mistral
+        from mistralai.client import Mistral  # 3.x no longer exports the client at the top level
 
-        client = Mistral(api_key=self.mistral_api_key)
-        response = client.chat.complete(
-            model=self.config.mistral_model,
-            messages=[{"role": "user", "content": prompt}],
-            max_tokens=self.config.max_new_tokens * 4,
-            temperature=0.0,
-        )
-        return response.choices[0].message.content or ""
+        if not self.mistral_api_key:
+            raise GeneratorUnavailable("the mistral answer backend needs MISTRAL_API_KEY")
+        if self._mistral is None:
+            self._mistral = Mistral(api_key=self.mistral_api_key, server_url=self.mistral_url,
+                                    timeout_ms=int(self.config.mistral_timeout_s * 1000))
+        try:
+            response = self._mistral.chat.complete(
+                model=self.config.mistral_model,
+                messages=[{"role": "user", "content": prompt}],
+                max_tokens=self.config.max_new_tokens * 4,
+                temperature=0.0,
+            )
+            return response.choices[0].message.content or ""
+        except Exception as e:  # the SDK raises SDKError, httpx errors or timeouts: all mean "Mistral is down"
+            log.warning("mistral generation failed", extra={"error": str(e)[:300]})
+            raise GeneratorUnavailable(f"the Mistral API did not answer ({type(e).__name__}: {str(e)[:200]}); "
+                                       "retry, or ask with generate=false for the extractive answer") from e
 
     def load_local(self):
         if self._model is None:

@@ -1,21 +1,25 @@
-"""Build the collections the query service serves (documents, images) into a fresh local Qdrant folder, then
-evaluate retrieval and answers on the labelled question set."""
+"""Build the collections the query service serves (documents, images) into a fresh local Qdrant folder, record
+the resolved settings in its manifest, then evaluate retrieval and answers on the labelled question set."""
 
 from __future__ import annotations
 
 import json
 import logging
 import shutil
+import time
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field
 
 from reprolab.config import StrictConfig
 from reprolab.errors import DatasetError
-from reprolab.evaluation.rag import RagOutcome, evaluate_rag, load_labelled_set
+from reprolab.evaluation.rag import HALVES, RagOutcome, evaluate_rag, load_labelled_set
 from reprolab.rag.config import RagConfig
+from reprolab.rag.embedding import embedding_dim
 from reprolab.rag.engine import RagEngine, load_clip
 from reprolab.rag.images import build_image_collection
+from reprolab.rag.manifest import manifest_record
 
 log = logging.getLogger(__name__)
 
@@ -25,6 +29,8 @@ class IndexConfig(StrictConfig):
     image_splits: list[str] = Field(default_factory=lambda: ["train", "validation", "test"])
     labelled_set: str = "samples/qa/hotmart_labelled.json"
     labelled_document: str = "docs/como-funciona-hotmart.txt"
+    # Backends scored beside the configured one (rag.answer.backend), on the reporting half only.
+    compare_backends: list[Literal["extractive", "local", "mistral"]] = Field(default_factory=list)
     rag: RagConfig = RagConfig()
 
 
@@ -37,12 +43,12 @@ def read_jsonl(path: Path) -> list[dict]:
 
 
 def build(cfg: IndexConfig, corpus: Path, splits: Path, out: Path) -> dict:
-    """Write out/qdrant and out/docstore.json from scratch (into a temp folder swapped in at the end)."""
+    """Write out/qdrant from scratch (into a temp folder swapped in at the end); returns the manifest."""
     tmp = out.with_name(out.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
     image_embedder = load_clip(cfg.clip_model_dir, required=True)
-    engine = RagEngine.open(cfg.rag, qdrant_path=tmp / "qdrant", docstore_path=tmp / "docstore.json")
+    engine = RagEngine.open(cfg.rag, qdrant_path=tmp / "qdrant")
     engine.images.embedder = image_embedder
     try:
         documents = []
@@ -52,15 +58,17 @@ def build(cfg: IndexConfig, corpus: Path, splits: Path, out: Path) -> dict:
             documents.append({"id": rec["id"], "sha256": rec["sha256"], "chunks": result.chunks})
         art = [r for split in cfg.image_splits for r in read_jsonl(splits / "art" / f"{split}.jsonl")]
         images = build_image_collection(engine.client, image_embedder, art, corpus, cfg.rag.images_collection)
-        manifest = {
-            "collections": {
+        dim = embedding_dim(engine.embedder)
+        manifest = manifest_record(
+            cfg.rag, dim,
+            collections={
                 cfg.rag.documents_collection: {"points": engine.documents.points(), "embedder": cfg.rag.text_embedder,
-                                               "dim": len(engine.embedder.get_text_embedding("x"))},
+                                               "dim": dim},
                 cfg.rag.images_collection: {"points": images, "embedder": cfg.clip_model_dir, "dim": image_embedder.dim},
             },
-            "documents": documents,
-            "images": sorted(r["id"] for r in art),
-        }
+            documents=documents,
+            images=sorted(r["id"] for r in art),
+        )
     finally:
         engine.close()
     shutil.rmtree(out, ignore_errors=True)
@@ -68,17 +76,27 @@ def build(cfg: IndexConfig, corpus: Path, splits: Path, out: Path) -> dict:
     return manifest
 
 
-def evaluate(cfg: IndexConfig, corpus: Path, index_dir: Path) -> tuple[dict, list[dict]]:
-    """Ask every labelled question of the built index, with the configured answer backend."""
+def evaluate(cfg: IndexConfig, corpus: Path, index_dir: Path) -> list[dict]:
+    """Ask every labelled question of the built index: the configured backend on both halves, the compared
+    backends on the reporting half. Returns the evidence rows."""
     text = (corpus / cfg.labelled_document).read_text(encoding="utf-8")
     questions = load_labelled_set(Path(cfg.labelled_set), text)
-    engine = RagEngine.open(cfg.rag, qdrant_path=index_dir / "qdrant", docstore_path=index_dir / "docstore.json")
+    backends = {cfg.rag.answer.backend: set(HALVES)}
+    backends.update({b: {"report"} for b in cfg.compare_backends if b != cfg.rag.answer.backend})
+    engine = RagEngine.open(cfg.rag, qdrant_path=index_dir / "qdrant")
+    cache: dict[str, list] = {}
     try:
-        def ask(question: str) -> RagOutcome:
-            r = engine.query(question)
-            return RagOutcome([p.text for p in r.passages], r.answer.text, not r.answer.answerable, r.answer.generated)
+        def ask(q, backend: str) -> RagOutcome:
+            if q.id not in cache:  # one retrieval per question, whatever the backends
+                cache[q.id] = engine.retriever.retrieve(q.question)
+            passages = cache[q.id]
+            t0 = time.perf_counter()
+            answer = engine.answerer.answer(q.question, passages, backend=backend)
+            ms = (time.perf_counter() - t0) * 1e3
+            scored = answer.generated if answer.generated is not None else answer.text
+            return RagOutcome([p.text for p in passages], scored, not answer.answerable, ms)
 
-        metrics, rows = evaluate_rag(questions, ask)
+        rows = evaluate_rag(questions, ask, backends)
     finally:
         engine.close()
-    return metrics, rows
+    return rows

@@ -1,4 +1,5 @@
-"""Settings of the RAG library; params.yaml `index` (the stage) and the services' environment both fill them."""
+"""Settings of the RAG library: params.yaml `index` fills them for the stage, which records the resolved values
+in index/manifest.json; the services read them from there (reprolab.rag.manifest)."""
 
 from __future__ import annotations
 
@@ -18,24 +19,24 @@ class ChunkingConfig(StrictConfig):
 
 class RetrievalConfig(StrictConfig):
     top_k: int = Field(5, ge=1, le=50)
-    candidates: int = Field(20, ge=1, description="hits taken from each retriever before fusion")
-    rrf_k: int = Field(10, ge=1, description="reciprocal rank fusion constant (small: top ranks dominate)")
-    # The packaged embedder is English and the sample Portuguese: the dense ranking counts half.
-    dense_weight: float = 0.5
-    lexical_weight: float = 1.0
-    chargram_weight: float = Field(1.0, ge=0, description="character n-gram BM25 channel; 0 turns it off")
+    candidates: int = Field(20, ge=1, description="hits each sparse channel prefetches before fusion")
+    # The packaged embedder is English and the sample Portuguese: fewer dense candidates take part in fusion.
+    dense_candidates: int = Field(10, ge=0, description="hits the dense channel prefetches; 0 turns it off")
+    chargrams: bool = Field(True, description="character n-gram sparse channel beside the stemmed words")
     ngram: int = Field(4, ge=2, le=8)
-    language: str = "portuguese"  # PyStemmer language and bm25s stopwords
+    language: str = "portuguese"  # PyStemmer language and stopword list
 
 
 class AnswerConfig(StrictConfig):
-    backend: Literal["extractive", "local", "mistral"] = "local"
+    backend: Literal["extractive", "local", "mistral"] = "extractive"
     local_model: str = "smollm2-135m-instruct"
     mistral_model: str = "mistral-small-latest"
+    mistral_timeout_s: float = Field(30.0, gt=0)
     max_new_tokens: int = Field(96, ge=1)
     quote_sentences: int = Field(3, ge=1, description="best-matching sentences quoted as grounded evidence")
     # "Not in the documents" is decided from retrieval evidence, never from the generator's text alone:
     # the share of the question's content terms (stemmed) found in the best passage, and the best dense score.
+    # Both are tuned on the labelled set's tune half only (bench/rag_refusal.py).
     min_term_coverage: float = Field(0.5, ge=0, le=1)
     min_dense_score: float = Field(0.25, ge=-1, le=1)
 

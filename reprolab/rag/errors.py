@@ -37,3 +37,16 @@ class FeatureUnavailable(ReprolabError):
     """A part of the service that needs a model which is not configured (image search without CLIP)."""
 
     status = 503
+
+
+class IndexMismatch(ReprolabError):
+    """The collection was built by another embedder or dimension than the one served: refused at start, a 503
+    if it is first seen later (Qdrant came up after the service)."""
+
+    status = 503
+
+
+class GeneratorUnavailable(ReprolabError):
+    """The answer generator (the Mistral API) failed or timed out: a 503 naming it, never a 500."""
+
+    status = 503

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import warnings
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -12,13 +13,14 @@ from reprolab.rag.errors import StoreUnavailable
 log = logging.getLogger(__name__)
 
 
-def open_client(url: str | None = None, path: str | Path | None = None, timeout: float = 5.0):
-    """QdrantClient for `url` (server) or `path` (embedded folder). A folder admits one client at a time."""
+def open_client(url: str | None = None, path: str | Path | None = None, timeout: float = 5.0,
+                api_key: str | None = None):
+    """QdrantClient for `url` (server, with its API key if any) or `path` (embedded folder, one client at a time)."""
     from qdrant_client import QdrantClient
 
     if url:
         log.info("qdrant server", extra={"qdrant_url": url})
-        return QdrantClient(url=url, timeout=int(timeout))
+        return QdrantClient(url=url, api_key=api_key, timeout=int(timeout))
     if path is None:
         raise ConfigError("set QDRANT_URL (server) or a Qdrant folder (embedded mode)")
     Path(path).mkdir(parents=True, exist_ok=True)
@@ -61,3 +63,36 @@ def count_points(client, name: str) -> int:
         return 0
     with store_errors(f"count points of {name!r}"):
         return client.count(name, exact=True).count
+
+
+DENSE = "dense"
+
+
+def create_documents_collection(client, name: str, dim: int) -> None:
+    """The documents collection: a named dense vector (cosine) and the sparse channels with Qdrant's IDF
+    modifier, so the lexical weights follow the collection as documents come and go."""
+    from qdrant_client import models
+
+    from reprolab.rag.sparse import SPARSE_CHANNELS
+
+    with store_errors(f"create collection {name!r}"):
+        client.create_collection(
+            name,
+            vectors_config={DENSE: models.VectorParams(size=dim, distance=models.Distance.COSINE)},
+            sparse_vectors_config={c: models.SparseVectorParams(modifier=models.Modifier.IDF) for c in SPARSE_CHANNELS},
+        )
+        with warnings.catch_warnings():  # embedded mode warns that payload indexes do nothing there
+            warnings.simplefilter("ignore", UserWarning)
+            for key, schema in (("doc_id", models.PayloadSchemaType.KEYWORD),
+                                ("chunk", models.PayloadSchemaType.INTEGER)):
+                client.create_payload_index(name, key, field_schema=schema)
+    log.info("documents collection created", extra={"collection": name, "dim": dim})
+
+
+def dense_size(client, name: str) -> int | None:
+    """The dense vector size of an existing documents collection; None when it has no named dense vector."""
+    with store_errors(f"read the configuration of {name!r}"):
+        vectors = client.get_collection(name).config.params.vectors
+    if isinstance(vectors, dict) and DENSE in vectors:
+        return vectors[DENSE].size
+    return None
