@@ -231,3 +231,16 @@ def test_malformed_embed_models_is_a_config_error():
         Settings(embed_models="v2026.12.0=/models/a,/models/b").embed_model_dirs()
     assert Settings(embed_models="", embed_model_version="v1.2.3", clip_model_dir="/m").embed_model_dirs() == {
         "v1.2.3": "/m"}
+
+
+@pytest.mark.slow
+def test_an_unnamed_model_is_versioned_by_its_md5_in_dvc_lock(versions, tmp_path):
+    from reprolab.errors import ConfigError
+    from services.embed.versions import ModelSet
+
+    lock = tmp_path / "dvc.lock"
+    lock.write_text("stages:\n  train_clip:\n    outs:\n    - path: models/clip\n      md5: 0123abcd.dir\n")
+    models = ModelSet.load({"": str(versions[NEW])}, {}, str(lock))
+    assert models.default == "md5:0123abcd" and models.get(None).model_name == "tiny-test-clip"
+    with pytest.raises(ConfigError, match="EMBED_MODEL_VERSION"):
+        ModelSet.load({"": str(versions[NEW])}, {}, str(tmp_path / "missing.lock"))

@@ -26,16 +26,16 @@ class Citation(BaseModel):
     document_id: str
     chunk_id: str
     text: str
-    score: float
+    score: float = Field(description="reciprocal rank fusion of the dense and sparse rankings (Qdrant)")
     dense_score: float | None
-    lexical_score: float | None
 
 
 class QueryOut(BaseModel):
     question: str
     answer: str
     answerable: bool
-    backend: str
+    backend: str = Field(description="who wrote the answer: extractive (quotes), local, mistral; none when declined")
+    served_backend: str = Field(description="the backend this service runs; the index stage evaluated `extractive`")
     generated: str | None
     cited: list[int] = Field(description="citation numbers the answer uses")
     passages: list[Citation]
@@ -65,10 +65,10 @@ def _check_question(text: str, settings) -> str:
 
 @router.post("/query", response_model=QueryOut)
 def query(body: QueryIn, engine: EngineDep, settings: SettingsDep, metrics: MetricsDep):
-    """Hybrid retrieval (dense + BM25, RRF) and an answer that cites its passages as [n], or says plainly that the
+    """Hybrid retrieval inside Qdrant (dense + sparse, RRF) and an answer that cites its passages as [n], or says plainly that the
     documents do not contain the answer."""
     question = _check_question(body.question, settings)
-    top_k = min(body.top_k or settings.top_k_default, settings.top_k_max)
+    top_k = min(body.top_k or engine.config.retrieval.top_k, settings.top_k_max)
     result = engine.query(question, top_k, body.filters, generate=body.generate)
     metrics.inc("queries_total", answerable=str(result.answer.answerable).lower())
     a = result.answer
@@ -77,10 +77,11 @@ def query(body: QueryIn, engine: EngineDep, settings: SettingsDep, metrics: Metr
         answer=a.text,
         answerable=a.answerable,
         backend=a.backend,
+        served_backend=engine.answerer.backend,
         generated=a.generated,
         cited=a.citations,
         passages=[Citation(n=i, document_id=p.document_id, chunk_id=p.chunk_id, text=p.text, score=p.score,
-                           dense_score=p.dense_score, lexical_score=p.lexical_score)
+                           dense_score=p.dense_score)
                   for i, p in enumerate(result.passages, start=1)],
         grounding={"term_coverage": a.grounding.term_coverage, "dense_score": a.grounding.dense_score,
                    "quotes": [{"n": n, "sentence": s} for n, s in a.grounding.quotes]},
@@ -107,8 +108,14 @@ async def search_similar(engine: EngineDep, settings: SettingsDep, file: UploadF
     if len(data) > settings.max_upload_bytes:
         raise PayloadTooLarge(f"image over the {settings.max_upload_bytes} byte limit")
     try:
-        image = Image.open(io.BytesIO(data)).convert("RGB")
-    except (UnidentifiedImageError, OSError) as e:
+        image = Image.open(io.BytesIO(data))  # reads the header only: the size is known before any decoding
+        if image.width * image.height > settings.max_image_pixels:
+            raise PayloadTooLarge(f"image of {image.width}x{image.height} pixels is over the "
+                                  f"{settings.max_image_pixels} pixel limit")
+        image = image.convert("RGB")
+    except Image.DecompressionBombError as e:  # PIL's own guard, before ours when the header is absurd
+        raise PayloadTooLarge(f"file {file.filename!r} is refused as a decompression bomb: {e}") from None
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
         raise UnprocessableDocument(f"file {file.filename!r} is not a readable image: {e}") from None
     hits = await run_in_threadpool(engine.images.by_image, image, top_k)
     return [ImageHitOut(**h.__dict__) for h in hits]
