@@ -107,3 +107,18 @@ def test_prometheus_config_loads_the_rules_and_scrapes_every_compose_service():
         assert host in compose and any(port in str(p) for p in compose[host].get("expose", []) + compose[host].get(
             "ports", [])), name
     assert jobs["pushgateway"]["honor_labels"] is True
+
+
+def test_every_counter_a_route_increments_is_declared():
+    """`Metrics.inc` refuses an undeclared name at request time: catch it here instead."""
+    from services.runtime import DOMAIN_COUNTERS
+
+    used = {m.group(1) for path in (REPO / "services").rglob("*.py")
+            for m in re.finditer(r'metrics\.inc\(\s*"([a-z_]+)"', path.read_text())}
+    assert {"documents_ingested_total", "embeddings_total"} <= used
+    assert used <= set(DOMAIN_COUNTERS), used - set(DOMAIN_COUNTERS)
+
+
+def test_an_undeclared_counter_is_refused():
+    with pytest.raises(KeyError, match="not declared"):
+        Metrics("test").inc("made_up_total")
