@@ -86,7 +86,8 @@ def _assert_same_vectors(served: list[list[float]], library: np.ndarray) -> None
 
 @pytest.mark.slow
 def test_text_and_image_vectors_equal_the_library_for_each_version(served, versions, tmp_path):
-    images = [Image.new("RGB", (96, 64), c) for c in ("red", "navy")] + [Image.effect_mandelbrot((80, 80), (-2, -1.5, 1, 1.5), 50).convert("RGB")]
+    images = [Image.new("RGB", (96, 64), c) for c in ("red", "navy")]
+    images.append(Image.effect_mandelbrot((80, 80), (-2, -1.5, 1, 1.5), 50).convert("RGB"))
     paths = []
     for i, im in enumerate(images):
         paths.append(tmp_path / f"im{i}.png")
@@ -125,8 +126,8 @@ def test_default_is_the_newest_version_and_the_old_one_is_deprecated_and_incompa
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("case", ["not an image", "bomb", "over the pixel limit", "empty texts", "empty text", "texts over the limit",
-                                  "images over the limit", "no files", "unknown version"])
+@pytest.mark.parametrize("case", ["not an image", "bomb", "over the pixel limit", "empty texts", "empty text",
+                                  "texts over the limit", "images over the limit", "no files", "unknown version"])
 def test_bad_input_gets_a_clear_4xx(served, case):
     url, png = served.url, _png(Image.new("RGB", (8, 8), "white"))
     if case == "not an image":
