@@ -18,6 +18,7 @@ usage: monthly-entrypoint.sh [--dry-run | --help]
   REPROLAB_OUT       where the PR files go (default .monthly)
   PUSHGATEWAY_URL    push the outcome there (reprolab.monitoring)
   AWS credentials: the task role (ECS/Batch) or AWS_* variables; never baked into the image.
+Runs `dvc pull` first (a failure is a warning: a first run builds everything).
 --dry-run prints the command it would run and checks that it starts (`--help`), without running the month.
 USAGE
 }
@@ -69,6 +70,9 @@ if [[ "$dry_run" == "1" ]]; then
 fi
 
 mkdir -p "$out"
+# As retrain.yml does: last month's outputs from the remote, so unchanged stages stay cached. An empty remote
+# (a first run) is not an error: the month then builds everything.
+"$python" -m dvc pull --quiet || echo "warning: dvc pull failed (empty remote on a first run?); rebuilding" >&2
 set +e
 "${cmd[@]}"
 rc=$?

@@ -193,6 +193,7 @@ def test_entry_script_runs_the_month_pushes_the_outcome_and_notifies_a_failure(t
     r = _entrypoint({"REPROLAB_WORKDIR": str(work), "REPROLAB_MONTH": "2026-12", "PUSHGATEWAY_URL": url,
                      "STUB_EXIT": str(exit_code), "REPROLAB_NO_PUSH": "1"}, cwd=tmp_path)
     assert r.returncode == exit_code, r.stdout + r.stderr
+    assert "dvc pull failed" in r.stderr  # tried first; not a DVC project here, so a warning, and the month runs
     argv = json.loads((work / ".monthly" / "argv.json").read_text())
     assert argv == ["--profile", "embedded", "--month", "2026-12", "--out", ".monthly", "--no-push"]
     assert (work / ".monthly" / "notified").exists() == (exit_code != 0)
