@@ -130,28 +130,14 @@ ReadAccess = Depends(require_read)
 # ---- the RAG engine (ingest, query) ------------------------------------------------------------------------
 
 def open_engine(settings: Settings) -> RagEngine:
-    """Embedded Qdrant unless QDRANT_URL is set. Reaching the server is not required to start: /readyz tells."""
-    options = dict(docstore_path=settings.docstore_path, clip_model_dir=settings.clip_model_dir,
-                   mistral_api_key=settings.mistral_api_key, lexical_refresh_s=settings.lexical_refresh_s,
-                   # Under compose the query service runs apart from ingest: its lexical index refreshes on a timer.
-                   shared_documents=settings.qdrant_url is None)
-    if not (settings.qdrant_url and settings.qdrant_api_key):
-        return RagEngine.open(settings.rag_config(), qdrant_url=settings.qdrant_url,
-                              qdrant_path=None if settings.qdrant_url else settings.qdrant_path, **options)
-    # reprolab.rag.store.open_client takes no API key: the keyed server client is made here.
-    from qdrant_client import QdrantClient
-
-    from reprolab.rag.embedding import load_text_embedder
-    from reprolab.rag.engine import load_clip
-
-    config = settings.rag_config()
-    client = QdrantClient(url=settings.qdrant_url, api_key=settings.qdrant_api_key, timeout=5)
-    try:
-        return RagEngine(config, client, load_text_embedder(config.text_embedder),
-                         image_embedder=load_clip(options.pop("clip_model_dir")), **options)
-    except Exception:
-        client.close()
-        raise
+    """The index stage's manifest decides what is served; embedded Qdrant unless QDRANT_URL is set. Reaching the
+    server is not required to start (/readyz tells); an index of another embedder or dimension is refused."""
+    return RagEngine.serve(
+        settings.index_manifest, answer_backend=settings.answer_backend,
+        qdrant_url=settings.qdrant_url, qdrant_path=None if settings.qdrant_url else settings.qdrant_path,
+        qdrant_api_key=settings.qdrant_api_key, clip_model_dir=settings.clip_model_dir,
+        mistral_api_key=settings.mistral_api_key, mistral_url=settings.mistral_url,
+    )
 
 
 def start(app: FastAPI) -> Settings:
@@ -169,7 +155,7 @@ async def engine_lifespan(app: FastAPI):
     """Open the engine once per process (the combined app opens one for both routers) and close it on exit."""
     settings = start(app)
     app.state.engine = open_engine(settings)
-    app.state.metrics.serving(settings.rag_config().text_embedder, "packaged")
+    app.state.metrics.serving(app.state.engine.config.text_embedder, "packaged")
     try:
         yield
     finally:

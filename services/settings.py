@@ -8,7 +8,6 @@ from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from reprolab.errors import ConfigError
-from reprolab.rag.config import AnswerConfig, ChunkingConfig, RagConfig, RetrievalConfig
 
 
 class Settings(BaseSettings):
@@ -16,18 +15,17 @@ class Settings(BaseSettings):
 
     qdrant_url: str | None = Field(None, description="Qdrant server; unset = embedded Qdrant in qdrant_path")
     qdrant_path: str = "index/qdrant"
-    docstore_path: str = "index/docstore.json"
+    # What the RAG services serve comes from the index stage's record (embedder, chunking, retrieval, answer);
+    # the environment adds only where things are, keys, limits, and an explicit answer-backend override.
+    index_manifest: str = "index/manifest.json"
+    answer_backend: str | None = Field(None, description="override of the manifest's (evaluated) answer backend")
     clip_model_dir: str | None = "models/clip"
-    mistral_api_key: str | None = None
-    answer_backend: str = "local"  # extractive | local (SmolLM2-135M) ; mistral when MISTRAL_API_KEY is set
-    answer_max_new_tokens: int = 96
-    chunk_size: int = 128
-    chunk_overlap: int = 48
-    top_k_default: int = 5
+    mistral_api_key: str | None = Field(None, repr=False)
+    mistral_url: str | None = Field(None, description="Mistral API server (default the public one)")
     top_k_max: int = 20
     max_upload_bytes: int = 5_000_000
     max_question_chars: int = 2_000
-    lexical_refresh_s: float = 5.0
+    max_image_pixels: int = Field(25_000_000, ge=1, description="image search uploads over this are refused")
     qdrant_api_key: str | None = Field(None, repr=False, description="the Qdrant server's QDRANT__SERVICE__API_KEY")
 
     # Who may write (ingest, delete) and read (query, extract, embed): comma-separated bearer keys, several at
@@ -63,13 +61,6 @@ class Settings(BaseSettings):
 
     def embed_sunsets(self) -> dict[str, str]:
         return _pairs("EMBED_DEPRECATED", self.embed_deprecated) if self.embed_deprecated.strip() else {}
-
-    def rag_config(self) -> RagConfig:
-        return RagConfig(
-            chunking=ChunkingConfig(chunk_size=self.chunk_size, chunk_overlap=self.chunk_overlap),
-            retrieval=RetrievalConfig(top_k=self.top_k_default),
-            answer=AnswerConfig(backend=self.answer_backend, max_new_tokens=self.answer_max_new_tokens),
-        )
 
 
 def _keys(value: str) -> tuple[str, ...]:

@@ -22,7 +22,7 @@ from reprolab.evaluation.rag import (RAG_SPECS, LabelledQuestion, RagOutcome, ev
                                      key_fact_recall, load_labelled_set, passage_hits_evidence)
 from reprolab.rag.config import ChunkingConfig, RagConfig
 from reprolab.rag.documents import DocumentIndex, check_document_id, chunk_id, id_from_filename
-from reprolab.rag.errors import DocumentNotFound, IndexMismatch, InputError, UnprocessableDocument, UnsupportedType
+from reprolab.rag.errors import DocumentNotFound, FeatureUnavailable, IndexMismatch, InputError, UnprocessableDocument, UnsupportedType
 from reprolab.rag.extract import extract_text
 from reprolab.rag.images import ImageSearch, build_image_collection
 from reprolab.rag.manifest import load_manifest, manifest_record, served_config
@@ -249,6 +249,8 @@ def test_image_collection_search_by_image_and_text(tmp_path):
     hit = search.by_image(tmp_path / "art/images/3.jpg", top_k=2)[0]
     assert hit.id == "art/3.jpg" and hit.description == "description 3" and hit.score == pytest.approx(1.0, abs=1e-5)
     assert len(search.by_text("3.jpg", top_k=3)) == 3
+    with pytest.raises(FeatureUnavailable, match="not built"):  # a 503 with a message, never a silent []
+        ImageSearch(client, FakeClip(), "missing").by_text("x")
     client.close()
 
 

@@ -1,4 +1,5 @@
-"""End to end: ingest + query as a REAL uvicorn process on 127.0.0.1 with embedded Qdrant in a temp dir."""
+"""End to end: ingest + query as a REAL uvicorn process on 127.0.0.1 with embedded Qdrant in a temp dir, serving
+the settings of an index manifest written from params.yaml as the index stage writes it."""
 
 from __future__ import annotations
 
@@ -59,10 +60,22 @@ class Service:
         self.log.close()
 
 
+def write_manifest(tmp: Path, dim: int = 384) -> Path:
+    """index/manifest.json as the index stage records it: params.yaml `index.rag` and the embedder's dimension."""
+    from reprolab.config import load_section
+    from reprolab.rag.build import IndexConfig
+    from reprolab.rag.manifest import manifest_record
+
+    cfg = load_section("index", IndexConfig, REPO / "params.yaml")
+    path = tmp / f"manifest-{dim}.json"
+    path.write_text(json.dumps(manifest_record(cfg.rag, dim)))
+    return path
+
+
 def _env(tmp: Path, **extra) -> dict:
-    return {"QDRANT_PATH": str(tmp / "qdrant"), "DOCSTORE_PATH": str(tmp / "docstore.json"),
-            "CLIP_MODEL_DIR": str(tmp / "no-clip"), "ANSWER_BACKEND": "extractive",
-            "MAX_UPLOAD_BYTES": str(LIMIT), "MAX_QUESTION_CHARS": "2000", **extra}
+    return {"QDRANT_PATH": str(tmp / "qdrant"), "INDEX_MANIFEST": str(write_manifest(tmp)),
+            "CLIP_MODEL_DIR": str(tmp / "no-clip"), "MAX_UPLOAD_BYTES": str(LIMIT), "MAX_QUESTION_CHARS": "2000",
+            **extra}
 
 
 @pytest.fixture(scope="module")
@@ -97,6 +110,7 @@ def test_ingest_query_reingest_and_replace(served):
     assert r.status_code == 200, r.text
     body = r.json()
     assert body["answerable"] and "Amsterdã" in body["answer"]
+    assert body["backend"] == body["served_backend"] == "extractive"  # what the index stage evaluated
     assert body["cited"] and all(1 <= n <= len(body["passages"]) for n in body["cited"])
     assert f"[{body['cited'][0]}]" in body["answer"]
     assert body["passages"][0]["document_id"] == "docs/como-funciona-hotmart.txt"
@@ -222,7 +236,6 @@ def test_qdrant_unreachable_gives_503(tmp_path):
         assert r.status_code == 503, r.text
         r = httpx.post(svc.url + "/query", json={"question": "Olá?"}, timeout=30)
         assert r.status_code == 503, r.text
-        assert not (tmp_path / "docstore.json").exists()  # nothing recorded for the failed ingest
     finally:
         svc.stop()
 
@@ -239,3 +252,76 @@ def test_separate_ingest_and_query_apps_start_and_serve_openapi(tmp_path):
             assert httpx.get(svc.url + "/readyz").status_code == 200
         finally:
             svc.stop()
+
+
+# --- one configuration, hybrid search in Qdrant, ids, images, the Mistral path ----------------------------------
+@pytest.mark.slow
+def test_a_document_is_found_by_the_very_next_query_and_ids_are_addressable(served):
+    url = served.url
+    text = "O xilofonorama é o instrumento oficial do Festival de Quixeramobim, tocado desde 1931."
+    r = _upload(url, "../../etc/xilofonorama.txt", text.encode())
+    assert r.status_code == 200 and r.json()["document_id"] == "docs/xilofonorama.txt", r.text
+    body = httpx.post(url + "/query", json={"question": "Desde quando se toca o xilofonorama?", "generate": False},
+                      timeout=60).json()
+    assert body["passages"][0]["document_id"] == "docs/xilofonorama.txt" and "1931" in body["answer"]
+    assert httpx.get(url + "/documents/docs/xilofonorama.txt", timeout=10).status_code == 200
+    r = httpx.post(url + "/documents", json={"id": "docs/../../etc/passwd.txt", "text": "x"}, timeout=10)
+    assert r.status_code == 400 and "'..'" in r.json()["detail"]
+    assert httpx.delete(url + "/documents/docs/xilofonorama.txt", timeout=10).status_code == 200
+
+
+@pytest.mark.slow
+def test_image_search_refuses_a_decompression_bomb_and_says_why_it_is_unavailable(served):
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.new("1", (20000, 20000)).save(buf, "PNG")  # ~50 kB on disk, 400 megapixels decoded
+    r = httpx.post(served.url + "/search/similar", files={"file": ("bomb.png", buf.getvalue(), "image/png")}, timeout=60)
+    assert r.status_code == 413 and "pixel" in r.json()["detail"], r.text
+    r = httpx.post(served.url + "/search/images", json={"text": "a red boat"}, timeout=30)
+    assert r.status_code == 503 and "CLIP" in r.json()["detail"]  # a clear message, not []
+
+
+@pytest.mark.slow
+def test_the_service_refuses_an_index_of_another_embedder_dimension(tmp_path):
+    from qdrant_client import QdrantClient
+
+    from reprolab.rag.store import create_documents_collection
+
+    wrong_manifest = Service("services.app:app", _env(tmp_path, INDEX_MANIFEST=str(write_manifest(tmp_path, 512))),
+                             tmp_path)
+    with pytest.raises(RuntimeError, match="records 512"):
+        wrong_manifest.wait()
+    wrong_manifest.stop()
+
+    client = QdrantClient(path=str(tmp_path / "qdrant"))
+    create_documents_collection(client, "documents", 8)  # a collection some other embedder wrote
+    client.close()
+    wrong_collection = Service("services.app:app", _env(tmp_path), tmp_path)
+    with pytest.raises(RuntimeError, match="size 8"):
+        wrong_collection.wait()
+    wrong_collection.stop()
+
+
+@pytest.mark.slow
+def test_the_mistral_backend_over_http_and_an_outage_is_a_503(tmp_path):
+    from tests.fake_mistral import API_KEY, FakeMistral
+
+    fake = FakeMistral(chat_reply="A sede fica em Amsterdã [1].").__enter__()
+    svc = Service("services.app:app", _env(tmp_path, ANSWER_BACKEND="mistral", MISTRAL_API_KEY=API_KEY,
+                                           MISTRAL_URL=fake.url), tmp_path)
+    try:
+        svc.wait()
+        assert _upload(svc.url, "como-funciona-hotmart.txt", SAMPLE.read_bytes()).status_code == 200
+        body = httpx.post(svc.url + "/query", json={"question": "Qual é a sede global da Hotmart?"}, timeout=60).json()
+        assert body["backend"] == body["served_backend"] == "mistral"
+        assert body["generated"] == "A sede fica em Amsterdã [1]." and 1 in body["cited"]
+        assert "Amsterdã" in fake.chat_requests[-1]["messages"][0]["content"]  # the passages went to the model
+        fake.__exit__(None, None, None)  # Mistral goes down
+        r = httpx.post(svc.url + "/query", json={"question": "Qual é a sede global da Hotmart?"}, timeout=120)
+        assert r.status_code == 503 and "Mistral API did not answer" in r.json()["detail"], r.text
+        r = httpx.post(svc.url + "/query", json={"question": "Qual é a sede global da Hotmart?", "generate": False},
+                       timeout=60)
+        assert r.status_code == 200 and r.json()["backend"] == "extractive"  # the way round an outage
+    finally:
+        svc.stop()

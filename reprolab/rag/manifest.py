@@ -51,7 +51,7 @@ def load_manifest(path: str | Path) -> IndexManifest:
 
 def served_config(manifest: IndexManifest, answer_backend: str | None = None) -> RagConfig:
     """The manifest's settings, with the one override a deployment may make: the answer backend."""
-    if answer_backend is None or answer_backend == manifest.rag.answer.backend:
+    if not answer_backend or answer_backend == manifest.rag.answer.backend:  # unset or empty: as evaluated
         return manifest.rag
     if answer_backend not in ANSWER_BACKENDS:
         raise ConfigError(f"ANSWER_BACKEND={answer_backend!r}: use one of {ANSWER_BACKENDS}")

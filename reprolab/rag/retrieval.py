@@ -23,6 +23,9 @@ CHUNK_KEYS = {"doc_id", "chunk", "chunks", "text", "start_char", "end_char", "sh
               "embedder", "metadata_keys"}
 
 
+FILTER_ALIASES = {"document_id": "doc_id"}  # the name the API shows for the payload's doc_id
+
+
 @dataclass
 class Passage:
     document_id: str
@@ -44,7 +47,7 @@ def payload_filter(filters: dict | None):
     for key, value in filters.items():
         if isinstance(value, float):
             raise InputError(f"filter {key!r}: exact match takes a string, integer or boolean, not {value!r}")
-    return models.Filter(must=[models.FieldCondition(key=k, match=models.MatchValue(value=v))
+    return models.Filter(must=[models.FieldCondition(key=FILTER_ALIASES.get(k, k), match=models.MatchValue(value=v))
                                for k, v in sorted(filters.items())])
 
 

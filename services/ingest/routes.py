@@ -3,18 +3,17 @@
 from __future__ import annotations
 
 import json
-import re
 
 from fastapi import APIRouter, Request
 from pydantic import BaseModel, Field, ValidationError
 from starlette.concurrency import run_in_threadpool
 
 from reprolab.rag.errors import InputError, PayloadTooLarge, UnsupportedType
+from reprolab.rag.documents import check_document_id, id_from_filename
 from reprolab.rag.extract import extract_text
 from services.runtime import EngineDep, MetricsDep, ReadAccess, SettingsDep, WriteAccess
 
 router = APIRouter(tags=["documents"])
-DOC_ID = re.compile(r"^[\w.:/@+-]{1,256}$")
 
 
 class DocumentIn(BaseModel):
@@ -39,9 +38,7 @@ class DocumentOut(BaseModel):
 
 
 def _check_id(doc_id: str | None) -> str | None:
-    if doc_id is not None and not DOC_ID.match(doc_id):
-        raise InputError(f"document id {doc_id[:80]!r} is invalid: use 1-256 letters, digits and . _ : / @ + -")
-    return doc_id
+    return check_document_id(doc_id)
 
 
 async def _read_upload(request: Request, limit: int) -> tuple[str, str | None, dict]:
@@ -60,7 +57,7 @@ async def _read_upload(request: Request, limit: int) -> tuple[str, str | None, d
     if not isinstance(metadata, dict):
         raise InputError("metadata must be a JSON object")
     metadata.setdefault("filename", upload.filename)
-    doc_id = form.get("id") or f"docs/{upload.filename}"
+    doc_id = form.get("id") or id_from_filename(upload.filename or "")
     return text, doc_id, metadata
 
 
