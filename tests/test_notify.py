@@ -127,3 +127,21 @@ def test_the_webhook_secret_never_reaches_errors_or_logs(caplog):
     assert rx.requests[0].path == secret_path  # delivered to the real path...
     assert "secret" not in str(err.value) and "127.0.0.1" in str(err.value)  # ...but never shown
     assert "secret" not in caplog.text and all("secret" not in str(r.__dict__) for r in caplog.records)
+
+
+def test_the_cli_notifies_with_the_run_url_and_names_a_failure(monkeypatch):
+    """`python -m reprolab.notify`: what retrain.yml runs when even set-up failed."""
+    import subprocess
+    import sys
+
+    with Receiver([200]) as hook:
+        env = {"PATH": "/usr/bin:/bin", "SLACK_WEBHOOK_URL": hook.url, "NOTIFY_RUN_URL": "https://ci/run/9"}
+        ok = subprocess.run([sys.executable, "-m", "reprolab.notify", "--title", "set-up failed", "--body", "pip"],
+                            env=env, capture_output=True, text=True)
+    assert ok.returncode == 0, ok.stderr
+    assert [r.body["text"] for r in hook.requests] == ["*set-up failed*\npip\n\nRun: https://ci/run/9"]
+    with Receiver([404]) as hook:
+        env["SLACK_WEBHOOK_URL"] = hook.url
+        bad = subprocess.run([sys.executable, "-m", "reprolab.notify", "--title", "t", "--body", "b"],
+                             env=env, capture_output=True, text=True)
+    assert bad.returncode == 2 and "error: notify: webhook: POST" in bad.stderr and "Traceback" not in bad.stderr
