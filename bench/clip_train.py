@@ -7,7 +7,8 @@ process so peak memory (ru_maxrss) is its own.
                   (both towers), open_clip's ClipLoss, AdamW + OneCycleLR (the notebook's loop)
   cached pixels   images decoded and resized once; the whole model runs every step (the stage's path for
                   architectures without a tower split, e.g. production RN50)
-  stage           the stage's loop: frozen layers' outputs cached once, only the trainable layers run
+  stage           the stage's loop (reprolab.clip.train.train): frozen layers' outputs cached once
+                  (reprolab.clip.features), only the trainable layers run
 
 Throughput counts training images per second over the timed steps, after one warm-up step; the one-time
 decoding/caching cost is reported separately. The GPU part (production RN50, bf16, batch 256) runs only
@@ -80,51 +81,39 @@ def run_notebook(steps: int) -> dict:
 
 def run_stage(steps: int, use_split: bool) -> dict:
     torch, cfg, model, transform, tokenizer, records = _setup()
-    from reprolab.clip.data import build_pairs, caption_batches
-    from reprolab.clip.train import cache_features, fine_tune, tower_split
+    from reprolab.clip.data import build_pairs
+    from reprolab.clip.features import at_cut, tower_split, whole_model
+    from reprolab.clip.train import adamw, train
 
+    cpu = torch.device("cpu")
     start = time.perf_counter()
     pairs = build_pairs(records[: (steps + 1) * BATCH], REPO / "corpus", transform, tokenizer,
                         cfg.train.loader_workers)
     split = tower_split(model) if use_split else None
-    train = cache_features(model, split, pairs, torch.device("cpu"), flips=cfg.train.hflip) if split else pairs
+    towers, cached = at_cut(model, split, pairs, cpu, flips=cfg.train.hflip) if split else whole_model(model, pairs)
     setup_s = time.perf_counter() - start
 
-    # time the stage's own step function: fine_tune with one epoch over exactly steps+1 batches
-    import reprolab.clip.train as train_mod
-
-    timings = []
-    real_fit = train_mod._fit
-
-    def timed_fit(stage, model, pairs, epochs, optimizer, tcfg, batch_loss, validate, train_mode=True):
-        batches = caption_batches(pairs, BATCH, torch.Generator().manual_seed(0))[: steps + 1]
-        model.train(train_mode)
-        for batch in batches:
-            t = time.perf_counter()
-            loss = batch_loss(batch, torch.Generator().manual_seed(0))
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            timings.append(time.perf_counter() - t)
-        return []
-
-    train_mod._fit = timed_fit
-    try:
-        fine_tune(model, split, train, train, cfg.train.model_copy(update={"batch_size": BATCH}),
-                  torch.device("cpu"))
-    finally:
-        train_mod._fit = real_fit
-    return {"setup_s": setup_s, "step_s": timings[1:]}
+    # time the stage's own loop: one epoch of `train` over exactly steps+1 batches, clocked at each
+    # optimizer step (the gap between two steps is one whole step: data, forward, loss, backward, update)
+    optimizer = adamw([(list(towers.parameters()), cfg.train.lr)], cfg.train.weight_decay)
+    stamps: list[float] = []
+    optimizer.register_step_post_hook(lambda *_: stamps.append(time.perf_counter()))
+    tcfg = cfg.train.model_copy(update={"batch_size": BATCH})
+    train("bench", model, towers, cached, cached, optimizer, 1, tcfg, cpu, augment=True)
+    return {"setup_s": setup_s, "step_s": [b - a for a, b in zip(stamps, stamps[1:])]}
 
 
 def run_gpu(steps: int) -> dict:
     import torch
 
+    from reprolab.clip.features import whole_model_towers
     from reprolab.clip.model import ClipModelConfig, build_model
-    from reprolab.clip.train import contrastive_loss
+    from reprolab.clip.train import Ranks, clip_loss
 
     model, _, _ = build_model(ClipModelConfig(name="RN50", pretrained=None, lock_image=False))
     model = model.cuda().train()
+    towers = whole_model_towers(model)
+    loss_fn = clip_loss(Ranks())
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-5)
     images = torch.randn(256, 3, 224, 224, device="cuda")
     texts = torch.randint(1, 49000, (256, 77), device="cuda")
@@ -133,8 +122,8 @@ def run_gpu(steps: int) -> dict:
         torch.cuda.synchronize()
         t = time.perf_counter()
         with torch.autocast("cuda", dtype=torch.bfloat16):
-            loss = contrastive_loss(model.encode_image(images, normalize=True).float(),
-                                    model.encode_text(texts, normalize=True).float(), model.logit_scale)
+            image_features, text_features, logit_scale = towers(images, texts)
+            loss = loss_fn(image_features.float(), text_features.float(), logit_scale.float())
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()

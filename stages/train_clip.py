@@ -1,35 +1,31 @@
-"""DVC stage `train_clip`: fine-tune the CLIP model, write models/clip and reports/clip/{metrics.json,train_log.csv}."""
+"""DVC stage `train_clip`: fine-tune the CLIP model; write models/clip, the evaluation (reports/clip/{metrics.json,
+evaluation.json,examples.jsonl}) and the DVCLive training log (reports/clip/train_log/)."""
 
 from __future__ import annotations
 
-import csv
+from dvclive import Live
 
 from reprolab import cli
-from reprolab.clip.experiment import TrainClipConfig, train_and_evaluate
+from reprolab.clip.experiment import TrainClipConfig, live_logger, train_and_evaluate
 from reprolab.clip.model import save_model_dir
 from reprolab.config import load_section
-from stages.common import CORPUS, MODELS, REPORTS, SPLITS, write_json
-
-LOG_COLUMNS = ("step", "stage", "epoch", "train_loss", "val_score", "val_i2t_recall@5", "val_t2i_recall@5",
-               "logit_scale")
+from reprolab.evaluation.evidence import write_evaluation
+from reprolab.evaluation.retrieval import RETRIEVAL_SPECS
+from stages.common import CORPUS, MODELS, REPORTS, SPLITS
 
 
 def main() -> None:
     cfg = load_section("train_clip", TrainClipConfig)
-    run = train_and_evaluate(cfg, SPLITS, CORPUS)
+    with Live(str(REPORTS / "clip" / "train_log"), save_dvc_exp=False, dvcyaml=None, report=None) as live:
+        run = train_and_evaluate(cfg, SPLITS, CORPUS, on_epoch=live_logger(live))
     save_model_dir(run.model, run.model_cfg, run.preprocess_cfg, MODELS / "clip", run.info)
-    write_json(REPORTS / "clip" / "metrics.json", run.metrics)
-    with open(REPORTS / "clip" / "train_log.csv", "w", newline="", encoding="utf-8") as f:
-        writer = csv.DictWriter(f, fieldnames=LOG_COLUMNS, extrasaction="ignore")
-        writer.writeheader()
-        for row in run.history:
-            writer.writerow({k: round(v, 6) if isinstance(v, float) else v for k, v in row.items()})
-    for name in ("baseline", "reference", "finetuned"):
-        if name in run.metrics:
-            row = run.metrics[name]
-            print(f"{name:9s} i2t R@1/5/10 {row['i2t_recall@1']:.3f} {row['i2t_recall@5']:.3f} "
-                  f"{row['i2t_recall@10']:.3f}  t2i R@1/5/10 {row['t2i_recall@1']:.3f} {row['t2i_recall@5']:.3f} "
-                  f"{row['t2i_recall@10']:.3f}")
+    by_variant = {k: v for k, v in run.metrics.items() if isinstance(v, dict)}
+    write_evaluation(REPORTS / "clip", RETRIEVAL_SPECS, run.examples, "finetuned",
+                     extra={"retrieval": by_variant} | {k: v for k, v in run.metrics.items() if k not in by_variant})
+    for name, row in by_variant.items():
+        print(f"{name:9s} i2t R@1/5/10 {row['i2t_recall@1']:.3f} {row['i2t_recall@5']:.3f} "
+              f"{row['i2t_recall@10']:.3f}  t2i R@1/5/10 {row['t2i_recall@1']:.3f} {row['t2i_recall@5']:.3f} "
+              f"{row['t2i_recall@10']:.3f}")
     print(f"chance    R@5 {run.metrics['chance_recall@5']:.3f} on {run.metrics['test_images']} test images")
 
 

@@ -5,10 +5,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from reprolab.evaluation.evidence import evaluate_variants
 from reprolab.evaluation.retrieval import (
+    RETRIEVAL_SPECS,
     chance_recall,
     ranks_image_to_text,
     ranks_text_to_image,
+    retrieval_examples,
     retrieval_metrics,
 )
 
@@ -57,3 +60,26 @@ def test_random_embeddings_sit_near_chance():
     assert abs(m["t2i_recall@5"] - chance_recall(5, n)) < 0.03
     assert chance_recall(5, 32) == pytest.approx(5 / 32)
     assert chance_recall(10, 4) == 1.0
+
+
+def test_per_image_evidence_rows_give_back_the_recall_of_retrieval_metrics():
+    rng = np.random.default_rng(0)
+    images, texts = rng.normal(size=(12, 5)), rng.normal(size=(12, 5))
+    images /= np.linalg.norm(images, axis=1, keepdims=True)
+    texts /= np.linalg.norm(texts, axis=1, keepdims=True)
+    owner = list(range(12))
+    rows = retrieval_examples("finetuned", [f"{i}.jpg" for i in range(12)], images, texts, owner)
+    assert [r["id"] for r in rows] == [f"{i}.jpg" for i in range(12)]
+    assert rows[0].keys() >= {"variant", "i2t_rank", "t2i_rank", "i2t_hit@5", "t2i_hit@1"}
+    summary = retrieval_metrics(images, texts, owner)
+    estimates = evaluate_variants(RETRIEVAL_SPECS, rows)["finetuned"]
+    assert set(estimates) == {"i2t_recall@1", "i2t_recall@5", "t2i_recall@1", "t2i_recall@5"}
+    for name, est in estimates.items():
+        assert est["value"] == pytest.approx(summary[name], abs=1e-6) and est["n"] == 12  # to_dict rounds
+        assert est["low"] <= est["value"] <= est["high"]
+
+
+def test_an_image_with_two_captions_averages_its_text_to_image_hits():
+    sim_images, sim_texts = np.eye(2), np.array([[1.0, 0.0], [0.0, 1.0], [1.0, 0.0]])  # caption 2 matches image 0
+    rows = retrieval_examples("v", ["a.jpg", "b.jpg"], sim_images, sim_texts, [0, 1, 1])
+    assert rows[1]["i2t_rank"] == 1 and rows[1]["t2i_rank"] == 1.5 and rows[1]["t2i_hit@1"] == 0.5

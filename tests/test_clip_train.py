@@ -14,7 +14,8 @@ import torch
 from reprolab.clip.data import PairSet, build_pairs, caption_batches
 from reprolab.clip.embedding import ClipEmbedder
 from reprolab.clip.model import ClipModelConfig, build_model, image_transform, save_model_dir, tokenizer_for
-from reprolab.clip.train import TrainConfig, cache_features, fine_tune, seed_everything, tower_split, train_heads
+from reprolab.clip.features import at_cut, at_heads, tower_split
+from reprolab.clip.train import TrainConfig, adamw, seed_everything, train
 
 REPO = Path(__file__).resolve().parents[1]
 SAMPLES = REPO / "samples" / "art"
@@ -37,10 +38,13 @@ def tiny_run(records: list[dict]):
     seed_everything(TINY.seed, TINY.threads)
     model, model_cfg, preprocess = build_model(MODEL)
     pairs = build_pairs(records, SAMPLES, image_transform(preprocess), tokenizer_for(model_cfg))
-    split = tower_split(model)
-    cached = cache_features(model, split, pairs, torch.device("cpu"), flips=True)
-    history = train_heads(model, split, cached, cached, TINY, torch.device("cpu"))
-    history += fine_tune(model, split, cached, cached, TINY, torch.device("cpu"))
+    split, cpu = tower_split(model), torch.device("cpu")
+    towers, cut = at_cut(model, split, pairs, cpu, flips=True)
+    heads, pooled = at_heads(model, split, cut, cpu)
+    history = train("heads", model, heads, pooled, pooled, adamw([(list(heads.parameters()), TINY.heads_lr)], 0.1),
+                    TINY.heads_epochs, TINY, cpu)
+    history += train("finetune", model, towers, cut, cut, adamw([(list(towers.parameters()), TINY.lr)], 0.1),
+                     TINY.epochs, TINY, cpu, augment=True)
     return model, model_cfg, preprocess, history
 
 

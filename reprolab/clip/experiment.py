@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from reprolab.clip.data import PairSet, build_pairs, read_pairs, with_caption_views
@@ -19,20 +21,10 @@ from reprolab.clip.model import (
     sha256_file,
     tokenizer_for,
 )
-from reprolab.clip.train import (
-    TrainConfig,
-    cache_features,
-    evaluate,
-    evaluate_cached,
-    fine_tune,
-    resolve_device,
-    seed_everything,
-    tower_split,
-    train_heads,
-    with_cached_captions,
-)
+from reprolab.clip.features import at_cut, at_heads, tower_split, whole_model, with_captions
+from reprolab.clip.train import TrainConfig, adamw, embed, encode, resolve_device, seed_everything, train
 from reprolab.config import StrictConfig
-from reprolab.evaluation.retrieval import chance_recall
+from reprolab.evaluation.retrieval import chance_recall, retrieval_examples, retrieval_metrics
 
 log = logging.getLogger(__name__)
 
@@ -54,9 +46,26 @@ class ClipRun:
     model: torch.nn.Module
     model_cfg: dict
     preprocess_cfg: dict
-    metrics: dict
+    metrics: dict  # per variant: recall@1/5/10, median and mean ranks; chance recall, test image count
+    examples: list[dict]  # per test image and variant (reprolab.evaluation.retrieval.retrieval_examples)
     history: list[dict]
     info: dict
+
+
+# DVCLive metric name -> field of a training log row (reprolab.clip.train.train); one TSV each, x = step.
+LIVE_METRICS = {"train/loss": "train_loss", "val/score": "val_score", "val/i2t_recall@5": "val_i2t_recall@5",
+                "val/t2i_recall@5": "val_t2i_recall@5", "logit_scale": "logit_scale", "lr": "lr"}
+
+
+def live_logger(live) -> Callable[[dict], None]:
+    """An `on_epoch` callback that logs a row to a dvclive.Live, one step per epoch of either stage."""
+
+    def log_row(row: dict) -> None:
+        for name, field in LIVE_METRICS.items():
+            live.log_metric(name, round(float(row[field]), 6))  # 6 decimals: last-bit noise stays out of the log
+        live.next_step()
+
+    return log_row
 
 
 def _row(metrics: dict) -> dict:
@@ -69,7 +78,8 @@ def load_pair_sets(cfg: TrainClipConfig, splits: Path, corpus: Path, transform, 
             for name in SPLIT_NAMES}
 
 
-def train_and_evaluate(cfg: TrainClipConfig, splits: Path, corpus: Path) -> ClipRun:
+def train_and_evaluate(cfg: TrainClipConfig, splits: Path, corpus: Path,
+                       on_epoch: Callable[[dict], None] | None = None) -> ClipRun:
     started = time.perf_counter()
     device = resolve_device(cfg.train)
     seed_everything(cfg.train.seed, cfg.train.threads)  # the heads' initial weights come from this seed
@@ -81,31 +91,51 @@ def train_and_evaluate(cfg: TrainClipConfig, splits: Path, corpus: Path) -> Clip
              | {"seconds": round(time.perf_counter() - started, 1)})
 
     split = tower_split(model)
-    metrics: dict = {}
+    test: dict[str, tuple[np.ndarray, np.ndarray]] = {}  # variant -> test image and caption embeddings
     history: list[dict] = []
     if split is not None:
-        cached = {name: cache_features(model, split, pairs, device, flips=name == "train" and cfg.train.hflip)
-                  for name, pairs in sets.items()}
-        metrics["baseline"] = _row(evaluate_cached(model, split, cached["test"], device))
+        cut = {name: at_cut(model, split, pairs, device, flips=name == "train" and cfg.train.hflip)
+               for name, pairs in sets.items()}
+        towers = cut["train"][0]
+        inputs = {name: cached for name, (_, cached) in cut.items()}
+        test["baseline"] = encode(towers, inputs["test"], device)
         if cfg.train.heads_epochs > 0:
-            history += train_heads(model, split, cached["train"],
-                                   cached["validation"], cfg.train, device)
-            metrics["reference"] = _row(evaluate_cached(model, split, cached["test"], device))
-        train, val = cached["train"], cached["validation"]
+            # Stage 1, the reference: only the projection heads and the temperature train.
+            heads = {name: at_heads(model, split, cached, device) for name, cached in inputs.items()}
+            head_towers = heads["train"][0]
+            seed_everything(cfg.train.seed, cfg.train.threads)
+            optimizer = adamw([(list(head_towers.parameters()), cfg.train.heads_lr)], cfg.train.weight_decay)
+            history += train("heads", model, head_towers, heads["train"][1], heads["validation"][1], optimizer,
+                             cfg.train.heads_epochs, cfg.train, device, on_epoch=on_epoch)
+            test["reference"] = encode(towers, inputs["test"], device)
     else:
         log.warning("no tower split for this architecture: no heads-only reference, end-to-end training",
                     extra={"model": cfg.model.name})
-        metrics["baseline"] = _row(evaluate(model, sets["test"], device))
-        train, val = sets["train"], sets["validation"]
+        towers, _ = whole_model(model, sets["train"])
+        inputs = {name: whole_model(model, pairs)[1] for name, pairs in sets.items()}
+        test["baseline"] = encode(towers, inputs["test"], device)
     if cfg.train.caption_views > 0:
         # Text-side augmentation for fine-tuning only: the reference and all evaluations use full descriptions.
         augmented = with_caption_views(sets["train"], tokenizer, cfg.train.caption_views)
         log.info("caption views", extra={"train_captions": len(augmented), "train_images": len(sets["train"])})
-        train = with_cached_captions(split, train, augmented, device) if split is not None else augmented
+        inputs["train"] = with_captions(split, inputs["train"], augmented, device)
     if cfg.train.epochs > 0:
-        history += fine_tune(model, split, train, val, cfg.train, device)
+        # Stage 2: every parameter the model config leaves unlocked trains; heads at their own rate.
+        heads_ids = {id(towers.logit_scale)}
+        if split is not None:
+            heads_ids |= {id(p) for m in (split.image_suffix.head, split.text_head) for p in m.parameters()}
+        params = list(towers.parameters())
+        seed_everything(cfg.train.seed + 1, cfg.train.threads)
+        optimizer = adamw([([p for p in params if id(p) not in heads_ids], cfg.train.lr),
+                           ([p for p in params if id(p) in heads_ids], cfg.train.head_lr)], cfg.train.weight_decay)
+        history += train("finetune", model, towers, inputs["train"], inputs["validation"], optimizer,
+                         cfg.train.epochs, cfg.train, device, augment=True, on_epoch=on_epoch)
     # The reported numbers come through the whole model, as the saved directory will compute them.
-    metrics["finetuned"] = _row(evaluate(model, sets["test"], device))
+    test["finetuned"] = embed(model, sets["test"], device)
+    owner = sets["test"].caption_image.numpy()
+    metrics = {variant: _row(retrieval_metrics(*emb, owner)) for variant, emb in test.items()}
+    image_names = [Path(p).name for p in sets["test"].image_ids]
+    examples = [row for variant, emb in test.items() for row in retrieval_examples(variant, image_names, *emb, owner)]
     n_test = len(sets["test"].image_ids)
     metrics["chance_recall@5"] = round(chance_recall(5, n_test), 6)
     metrics["chance_recall@1"] = round(chance_recall(1, n_test), 6)
@@ -132,4 +162,4 @@ def train_and_evaluate(cfg: TrainClipConfig, splits: Path, corpus: Path) -> Clip
     log.info("train_clip done", extra={"seconds": round(time.perf_counter() - started, 1),
                                        "finetuned_i2t_r5": metrics["finetuned"]["i2t_recall@5"],
                                        "finetuned_t2i_r5": metrics["finetuned"]["t2i_recall@5"]})
-    return ClipRun(model, model_cfg, preprocess_cfg, metrics, history, info)
+    return ClipRun(model, model_cfg, preprocess_cfg, metrics, examples, history, info)

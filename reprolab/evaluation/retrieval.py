@@ -10,6 +10,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from reprolab.evaluation.evidence import MetricSpec
+
 KS = (1, 5, 10)
 
 
@@ -64,3 +66,32 @@ def retrieval_metrics(
 def chance_recall(k: int, n_images: int) -> float:
     """Expected text->image recall@k of a random ranking (k of n images); also i2t with one caption each."""
     return min(k, n_images) / n_images
+
+
+HIT_KS = (1, 5, 10)
+# The CLIP evaluation's gated metrics (reports/clip/metrics.json); R@10 and ranks stay in evaluation.json.
+RETRIEVAL_SPECS = tuple(
+    MetricSpec(f"{d}_recall@{k}", "higher", "mean", (f"{d}_hit@{k}",)) for d in ("i2t", "t2i") for k in (1, 5)
+)
+
+
+def retrieval_examples(variant: str, image_ids: Sequence[str], image_embeddings: np.ndarray,
+                       text_embeddings: np.ndarray, caption_image: Sequence[int]) -> list[dict]:
+    """One evidence row per image: its i2t rank and t2i rank, and hits at 1/5/10 (reprolab.evaluation.evidence).
+
+    An image with several captions gets the mean of its captions' t2i ranks and hits, so the mean over images
+    equals the caption-level t2i recall when every image has one caption (the shipped data).
+    """
+    sim = np.asarray(image_embeddings, dtype=np.float64) @ np.asarray(text_embeddings, dtype=np.float64).T
+    owner = np.asarray(caption_image)
+    i2t, t2i = ranks_image_to_text(sim, owner), ranks_text_to_image(sim, owner)
+    rows = []
+    for i, image_id in enumerate(image_ids):
+        mine = t2i[owner == i]
+        row = {"id": image_id, "variant": variant, "i2t_rank": int(i2t[i]),
+               "t2i_rank": int(mine[0]) if len(mine) == 1 else float(mine.mean())}
+        for k in HIT_KS:
+            row[f"i2t_hit@{k}"] = bool(i2t[i] <= k)
+            row[f"t2i_hit@{k}"] = bool(mine[0] <= k) if len(mine) == 1 else float(np.mean(mine <= k))
+        rows.append(row)
+    return rows
