@@ -129,3 +129,90 @@ def per_intent_errors(examples: Sequence[Judged]) -> dict[str, dict]:
             "spurious": spurious[:3],
         }
     return report
+
+
+# ---- per-example evidence (reprolab.evaluation.evidence) ---------------------------------------------------
+
+def example_row(ex: Judged, variant: str, **extra) -> dict:
+    """One line of reports/llm/examples.jsonl: the labels, the per-example counts every metric sums, validity."""
+    gold, pred = slot_pairs(ex.gold_slots), slot_pairs(ex.pred_slots)
+    exact = bool(ex.schema_valid and ex.gold_intents == ex.pred_intents and gold == pred)
+    return {
+        "id": ex.id, "variant": variant,
+        "gold_intents": sorted(ex.gold_intents), "pred_intents": sorted(ex.pred_intents),
+        "gold_slots": ex.gold_slots, "pred_slots": ex.pred_slots,
+        "intent_tp": len(ex.gold_intents & ex.pred_intents), "intent_fp": len(ex.pred_intents - ex.gold_intents),
+        "intent_fn": len(ex.gold_intents - ex.pred_intents),
+        "slot_tp": len(gold & pred), "slot_fp": len(pred - gold), "slot_fn": len(gold - pred),
+        "json_valid": ex.json_valid, "schema_valid": ex.schema_valid, "exact": exact, "one": 1,
+        **extra,
+    }
+
+
+def metric_specs():
+    """The extractor's metrics, declared once (direction and how each is computed from the per-example rows)."""
+    from reprolab.evaluation.evidence import MetricSpec
+
+    return [
+        MetricSpec("intent_micro_f1", "higher", "f1", ("intent_tp", "intent_fp", "intent_fn")),
+        MetricSpec("slot_f1", "higher", "f1", ("slot_tp", "slot_fp", "slot_fn")),
+        MetricSpec("exact_match", "higher", "mean", ("exact",)),
+        MetricSpec("schema_valid_rate", "higher", "mean", ("schema_valid",)),
+        MetricSpec("n_messages", "count", "count", ("one",)),
+    ]
+
+
+def per_label_f1(rows: Sequence[dict]) -> dict[str, dict]:
+    """Per intent and per slot name: support, tp/fp/fn and F1 over the rows of one variant."""
+    intents: dict[str, Counter] = {}
+    slots: dict[str, Counter] = {}
+    for row in rows:
+        g, p = set(row["gold_intents"]), set(row["pred_intents"])
+        for label in g | p:
+            c = intents.setdefault(label, Counter())
+            c["tp" if label in g and label in p else "fp" if label in p else "fn"] += 1
+        gold, pred = slot_pairs(row["gold_slots"]), slot_pairs(row["pred_slots"])
+        for name, value in gold | pred:
+            c = slots.setdefault(name, Counter())
+            c["tp" if (name, value) in gold and (name, value) in pred else
+              "fp" if (name, value) in pred else "fn"] += 1
+
+    def table(counts):
+        return {k: {"support": c["tp"] + c["fn"], "tp": c["tp"], "fp": c["fp"], "fn": c["fn"],
+                    "f1": round(prf(c["tp"], c["fp"], c["fn"])[2], 4)} for k, c in sorted(counts.items())}
+
+    return {"intents": table(intents), "slots": table(slots)}
+
+
+def confusions(rows: Sequence[dict], top: int = 10) -> list[dict]:
+    """The most frequent intent mistakes: (missed gold intent, intent predicted instead) pairs, '-' for none."""
+    pairs: Counter = Counter()
+    for row in rows:
+        g, p = set(row["gold_intents"]), set(row["pred_intents"])
+        missed, spurious = sorted(g - p) or ["-"], sorted(p - g) or ["-"]
+        if g == p:
+            continue
+        for m in missed:
+            for s in spurious:
+                pairs[(m, s)] += 1
+    return [{"gold": m, "predicted": s, "count": n} for (m, s), n in pairs.most_common(top)]
+
+
+def evidence_summary(rows: Sequence[dict], headline: str, seed: int = 0) -> dict:
+    """Per variant: per-label F1 and confusions; and the headline's paired difference against every other
+    variant (over the ids both evaluated: the LLM rows' subset, or the whole split) for the F1 metrics."""
+    from reprolab.evaluation.evidence import by_variant, paired_change
+
+    groups = by_variant(rows)
+    specs = {s.name: s for s in metric_specs()}
+    paired = {}
+    for variant, group in groups.items():
+        if variant == headline:
+            continue
+        paired[variant] = {}
+        for name in ("intent_micro_f1", "slot_f1", "exact_match"):
+            change = paired_change(specs[name], group, groups[headline], seed)
+            paired[variant][name] = {"diff": round(change.diff, 4), "low": round(change.low, 4),
+                                     "high": round(change.high, 4), "n_shared": change.n_shared}
+    return {"per_label": {v: per_label_f1(g) for v, g in groups.items()},
+            "confusions": {v: confusions(g) for v, g in groups.items()}, "paired": paired}

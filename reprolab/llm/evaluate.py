@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+import time
+from dataclasses import dataclass, field
 
 from reprolab.evaluation.extraction import Judged, extraction_metrics, per_intent_errors
 from reprolab.llm import prompts
@@ -20,6 +21,7 @@ class RowResult:
     errors: dict
     outputs: list[dict]
     timing: dict  # examples/s and seconds: machine-dependent, so kept out of the metrics file
+    judged: list[Judged] = field(default_factory=list)  # per message: the evidence rows are made from these
 
 
 def judge(examples: list[Example], texts: list[str], schema: dict) -> list[Judged]:
@@ -52,11 +54,15 @@ def evaluate_row(
     if not shots:
         probe = prompts.chat_prompt(tokenizer, prompts.shared_prefix(style, ontology) + marker)
         prefix = probe.split(marker)[0]
+    cpu = time.process_time()
     gen = generate_batched(
         model, tokenizer, texts, max_new_tokens=max_new_tokens, batch_size=batch_size,
         constraint_schema=task_json_schema(ontology) if constrained else None, shared_prefix=prefix, progress=name or style,
     )
-    return score_row(examples, gen.texts, gen.prompt_tokens, gen.seconds, ontology, name or style)
+    cpu = time.process_time() - cpu
+    row = score_row(examples, gen.texts, gen.prompt_tokens, gen.seconds, ontology, name or style)
+    row.timing.update(cpu_seconds=round(cpu, 2), new_tokens=gen.new_tokens)
+    return row
 
 
 def score_row(
@@ -75,4 +81,5 @@ def score_row(
         {"id": ex.id, "text": ex.text, "output": out, "json_valid": j.json_valid, "schema_valid": j.schema_valid}
         for ex, out, j in zip(examples, texts, judged, strict=True)
     ]
-    return RowResult(metrics, per_intent_errors(judged), outputs, timing)
+    timing["prompt_tokens"] = sum(prompt_tokens)
+    return RowResult(metrics, per_intent_errors(judged), outputs, timing, judged)

@@ -1,7 +1,11 @@
-"""The finetune_mistral stage's logic: train (local LoRA/QLoRA or the Mistral API), then evaluate four rows.
+"""The finetune_mistral stage's logic: fit the classical and hybrid extractors, train the LLM (local LoRA/QLoRA
+or the Mistral API), evaluate every row, and write the served design into the model directory.
 
-Rows: zero_shot (ontology in the prompt), few_shot (k similar training examples), finetuned, and
-finetuned_constrained (same model, JSON-schema constrained decoding). All use the same decoding settings.
+LLM rows: zero_shot (ontology in the prompt), few_shot (k similar training examples), each also under JSON-schema
+constrained decoding (valid by construction, so they measure understanding), finetuned and finetuned_constrained.
+All decode the same way, on one seeded subset of the test split (`eval_examples`; 0 = all of it).
+Non-LLM rows, always on the WHOLE test split: classical (MiniLM + logistic regression intents, pattern slots) and
+hybrid (the same intents, a trained slot tagger, a calibrated confidence). See docs/extraction.md.
 """
 
 from __future__ import annotations
@@ -18,19 +22,25 @@ from reprolab.llm.evaluate import RowResult, evaluate_row
 from reprolab.llm.fewshot import ShotSelector
 from reprolab.llm.mistral_api import MistralApiConfig
 from reprolab.llm.model import cpu_autocast, load_chat_model
+from reprolab.llm.system import ClassicalConfig, evaluate_system, fit_classical, routing_summary, save_hybrid
 from reprolab.llm.tasks import load_task
 from reprolab.llm.train import LoraTrainConfig, load_finetuned, pick_subset, train_lora
 
 log = logging.getLogger(__name__)
 
-ROWS = ("zero_shot", "few_shot", "finetuned", "finetuned_constrained")
+ROWS = ("zero_shot", "zero_shot_constrained", "few_shot", "few_shot_constrained", "finetuned",
+        "finetuned_constrained")
+SYSTEM_ROWS = ("classical", "hybrid")
 
 
 class FinetuneMistralConfig(StrictConfig):
     backend: Literal["local", "mistral_api"] = "local"
     task: Literal["nlupp", "viggo"] = "nlupp"
     domains: list[str] = ["banking"]     # NLU++ domains; ignored for viggo
-    eval_examples: int = 48              # fixed seeded subset of the test split (0 = all of it)
+    eval_examples: int = 48              # LLM rows: fixed seeded subset of the test split (0 = all of it)
+    llm_rows: list[str] = list(ROWS)     # which LLM rows to evaluate (finetuned_constrained is always run)
+    design: Literal["hybrid", "llm"] = "hybrid"  # what models/llm serves (chosen on validation)
+    classical: ClassicalConfig = ClassicalConfig()
     eval_batch_size: int = 16
     max_new_tokens: int = 64
     few_shot_k: int = 3
@@ -46,6 +56,39 @@ class StageResult:
     losses: list[dict] = field(default_factory=list)        # per-step training loss, for `dvc plots`
     train_timing: dict = field(default_factory=dict)
     model_card: dict = field(default_factory=dict)
+    evidence: list[dict] = field(default_factory=list)      # per (message, row): reports/llm/examples.jsonl
+    extra: dict = field(default_factory=dict)               # costs, tuning, routing, subsets: evaluation.json
+
+
+def system_rows(cfg: FinetuneMistralConfig, ontology, data, splits: Path, model_dir: Path) -> tuple[list, dict]:
+    """classical and hybrid on the whole test split; the hybrid saved into the model directory."""
+    fitted = fit_classical(cfg.classical, ontology, data, splits, cfg.domains, cfg.seed)
+    save_hybrid(model_dir, fitted, ontology)
+    evidence, costs = [], {}
+    rows, costs["classical"] = evaluate_system(fitted.classical, data["test"], "classical")
+    evidence += rows
+    rows, costs["hybrid"] = evaluate_system(fitted.hybrid, data["test"], "hybrid", fitted.calibrator)
+    evidence += rows
+    for name in SYSTEM_ROWS:
+        costs[name]["fit_seconds"] = round(fitted.fit_seconds, 1)
+    extra = {"costs": costs, "tuning": fitted.tuning,
+             "routing": {precision: routing_summary(rows, cut) for precision, cut in fitted.route_thresholds.items()}}
+    return evidence, extra
+
+
+def llm_evidence(rows: dict[str, RowResult], n_test: int) -> tuple[list[dict], dict]:
+    """Evidence rows and per-1,000-message costs of the LLM rows (prompt + generated tokens, CPU seconds)."""
+    from reprolab.evaluation.extraction import example_row
+
+    evidence, costs = [], {}
+    for name, row in rows.items():
+        evidence += [example_row(j, name, subset=len(row.judged) < n_test) for j in row.judged]
+        n = len(row.judged)
+        t = row.timing
+        costs[name] = {"messages": n, "wall_seconds": t.get("seconds"), "cpu_seconds": t.get("cpu_seconds"),
+                       "cpu_seconds_per_1000": round(1000 * t["cpu_seconds"] / n, 1) if t.get("cpu_seconds") else None,
+                       "tokens_per_1000": round(1000 * (t.get("prompt_tokens", 0) + t.get("new_tokens", 0)) / n)}
+    return evidence, costs
 
 
 def run_local(cfg: FinetuneMistralConfig, splits: Path, corpus: Path, model_dir: Path) -> StageResult:
@@ -57,14 +100,22 @@ def run_local(cfg: FinetuneMistralConfig, splits: Path, corpus: Path, model_dir:
     common = dict(max_new_tokens=cfg.max_new_tokens, batch_size=cfg.eval_batch_size)
     rows: dict[str, RowResult] = {}
 
+    evidence, extra = system_rows(cfg, ontology, data, splits, model_dir)
+    wanted = set(cfg.llm_rows) | {"finetuned_constrained"}
+    unknown = wanted - set(ROWS)
+    if unknown:
+        raise ValueError(f"finetune_mistral.llm_rows: unknown row(s) {sorted(unknown)}; known: {list(ROWS)}")
+
     bf16 = cpu_autocast(cfg.local.device, cfg.local.cpu_bf16)  # every row decodes under the same precision
     base, tokenizer = load_chat_model(cfg.local.model, device=cfg.local.device)
     with bf16:
-        rows["zero_shot"] = evaluate_row(base, tokenizer, "zero_shot", ontology, test, name="zero_shot", **common)
         shots = ShotSelector(data["train"], cfg.few_shot_k).select_many([ex.text for ex in test])
-        rows["few_shot"] = evaluate_row(
-            base, tokenizer, "few_shot", ontology, test, shots=shots, name="few_shot", **common
-        )
+        for style in ("zero_shot", "few_shot"):
+            for constrained in (False, True):
+                name = style + ("_constrained" if constrained else "")
+                if name in wanted:
+                    rows[name] = evaluate_row(base, tokenizer, style, ontology, test, constrained=constrained,
+                                              shots=shots if style == "few_shot" else None, name=name, **common)
     del base
 
     train = train_lora(cfg.local, ontology, data["train"], model_dir)
@@ -73,7 +124,9 @@ def run_local(cfg: FinetuneMistralConfig, splits: Path, corpus: Path, model_dir:
         model.save_pretrained(model_dir / "merged")
         tokenizer.save_pretrained(model_dir / "merged")
     with bf16:
-        rows["finetuned"] = evaluate_row(model, tokenizer, "finetuned", ontology, test, name="finetuned", **common)
+        if "finetuned" in wanted:
+            rows["finetuned"] = evaluate_row(model, tokenizer, "finetuned", ontology, test, name="finetuned",
+                                             **common)
         rows["finetuned_constrained"] = evaluate_row(
             model, tokenizer, "finetuned", ontology, test, constrained=True, name="finetuned_constrained", **common
         )
@@ -85,7 +138,11 @@ def run_local(cfg: FinetuneMistralConfig, splits: Path, corpus: Path, model_dir:
     }
     timing = {"seconds": round(train.seconds, 1), "tokens": train.train_tokens,
               "tokens_per_second": round(train.tokens_per_second, 1)}
-    return StageResult(rows, train.losses, timing, card)
+    llm_rows, llm_costs = llm_evidence(rows, len(data["test"]))
+    extra["costs"].update(llm_costs)
+    extra["subsets"] = {name: len(r.judged) for name, r in rows.items()} | {n: len(data["test"]) for n in SYSTEM_ROWS}
+    extra["train"] = timing
+    return StageResult(rows, train.losses, timing, card, evidence + llm_rows, extra)
 
 
 def run_api(cfg: FinetuneMistralConfig, splits: Path, corpus: Path, model_dir: Path) -> StageResult:
@@ -113,12 +170,17 @@ def run_api(cfg: FinetuneMistralConfig, splits: Path, corpus: Path, model_dir: P
         schema = task_json_schema(ontology)
         plan = {
             "zero_shot": ("zero_shot", cfg.api.base_model, None),
+            "zero_shot_constrained": ("zero_shot", cfg.api.base_model, schema),
             "few_shot": ("few_shot", cfg.api.base_model, None),
+            "few_shot_constrained": ("few_shot", cfg.api.base_model, schema),
             "finetuned": ("finetuned", outcome.fine_tuned_model, None),
             "finetuned_constrained": ("finetuned", outcome.fine_tuned_model, schema),
         }
+        wanted = set(cfg.llm_rows) | {"finetuned_constrained"}
         rows = {}
         for row, (style, model, row_schema) in plan.items():
+            if row not in wanted:
+                continue
             texts, tokens, start = [], [], time.perf_counter()
             for i, ex in enumerate(test):
                 user = prompts.user_turn(style, ontology, ex.text, shots[i] if style == "few_shot" else ())
@@ -131,4 +193,8 @@ def run_api(cfg: FinetuneMistralConfig, splits: Path, corpus: Path, model_dir: P
     card = {"backend": "mistral_api", "base_model": cfg.api.base_model, "job_id": outcome.job_id,
             "fine_tuned_model": outcome.fine_tuned_model, "estimate": outcome.estimate,
             "train_examples": n_train, "validation_examples": n_val, "task": cfg.task}
-    return StageResult(rows, [], {"estimate": outcome.estimate}, card)
+    evidence, extra = system_rows(cfg, ontology, data, splits, model_dir)
+    llm_rows, llm_costs = llm_evidence(rows, len(data["test"]))
+    extra["costs"].update(llm_costs)
+    extra["subsets"] = {name: len(r.judged) for name, r in rows.items()} | {n: len(data["test"]) for n in SYSTEM_ROWS}
+    return StageResult(rows, [], {"estimate": outcome.estimate}, card, evidence + llm_rows, extra)
