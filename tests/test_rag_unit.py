@@ -311,3 +311,17 @@ def test_evaluation_rows_back_the_declared_metrics_per_slice():
     assert head["key_fact_recall"] == pytest.approx(1 / 3)  # a: 1 of 2 facts; b declined: 0 of 1
     assert ev["extractive"]["hit@5"]["n"] == 2 and ev["extractive_tune"]["unanswerable_declined_rate"]["value"] == 0.0
     assert ev["extractive_en"]["hit@1"]["value"] == 1.0
+
+
+def test_concurrent_questions_share_one_embedding_pass_and_get_their_own_vectors():
+    from concurrent.futures import ThreadPoolExecutor
+
+    from reprolab.rag.embedding import QueryBatcher, load_text_embedder
+
+    embedder = load_text_embedder()
+    batcher = QueryBatcher(embedder, max_wait_s=0.05)
+    texts = [f"pergunta número {i} sobre a Hotmart" for i in range(12)]
+    with ThreadPoolExecutor(12) as pool:
+        got = list(pool.map(batcher.embed, texts))
+    for text, vector in zip(texts, got):
+        assert np.allclose(vector, embedder.get_query_embedding(text), atol=1e-5)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import importlib.util
 import logging
+import threading
+import time
 from collections.abc import Callable
 from functools import lru_cache
 from pathlib import Path
@@ -54,3 +56,56 @@ def token_counter(embedder) -> Callable[[str], list[int]]:
 
 def embedding_dim(embedder) -> int:
     return len(embedder.get_text_embedding("dimension probe"))
+
+
+class QueryBatcher:
+    """Embeds the questions of concurrent requests together: a caller's question waits at most `max_wait_s` for
+    others, then one forward pass embeds them all (a batch of 8 costs little more than one on a CPU)."""
+
+    def __init__(self, embedder, max_batch: int = 16, max_wait_s: float = 0.002):
+        import queue
+
+        self.embedder = embedder
+        self.max_batch = max_batch
+        self.max_wait_s = max_wait_s
+        self._queue: queue.SimpleQueue = queue.SimpleQueue()
+        self._worker = threading.Thread(target=self._run, name="query-embedder", daemon=True)
+        self._worker.start()
+
+    def embed(self, question: str) -> list[float]:
+        done = threading.Event()
+        slot: dict = {}
+        self._queue.put((question, slot, done))
+        done.wait()
+        if "error" in slot:
+            raise slot["error"]
+        return slot["vector"]
+
+    def _embed_queries(self, questions: list[str]) -> list[list[float]]:
+        # LlamaIndex has no public batch *query* embedding; HuggingFaceEmbedding's `_embed(prompt_name="query")`
+        # is what its get_query_embedding runs per text (tests/test_rag_unit.py checks both agree).
+        embed = getattr(self.embedder, "_embed", None)
+        if embed is None:
+            return [self.embedder.get_query_embedding(q) for q in questions]
+        return embed(questions, prompt_name="query")
+
+    def _run(self) -> None:
+        import queue
+
+        while True:
+            batch = [self._queue.get()]
+            deadline = time.perf_counter() + self.max_wait_s
+            while len(batch) < self.max_batch:
+                try:
+                    batch.append(self._queue.get(timeout=max(0.0, deadline - time.perf_counter())))
+                except queue.Empty:
+                    break
+            try:
+                vectors = self._embed_queries([q for q, _, _ in batch])
+                for (_, slot, _), v in zip(batch, vectors):
+                    slot["vector"] = v
+            except Exception as e:  # handed to every waiting caller
+                for _, slot, _ in batch:
+                    slot["error"] = e
+            for _, _, done in batch:
+                done.set()

@@ -16,7 +16,7 @@ from reprolab.errors import ConfigError
 from reprolab.rag.answer import Answer, Answerer
 from reprolab.rag.config import RagConfig
 from reprolab.rag.documents import DocumentIndex
-from reprolab.rag.embedding import embedding_dim, load_text_embedder
+from reprolab.rag.embedding import QueryBatcher, embedding_dim, load_text_embedder
 from reprolab.rag.errors import StoreUnavailable
 from reprolab.rag.images import ImageSearch
 from reprolab.rag.manifest import load_manifest, served_config
@@ -64,8 +64,9 @@ class RagEngine:
         self.client = client
         self.embedder = text_embedder
         self.documents = DocumentIndex(client, text_embedder, config)
+        self.query_embedder = QueryBatcher(text_embedder)
         self.retriever = HybridRetriever(client, text_embedder, config.documents_collection, config.retrieval,
-                                         documents=self.documents)
+                                         documents=self.documents, embed_query=self.query_embedder.embed)
         analyzer = analyzer_for(config.retrieval.language, config.retrieval.ngram)
         self.answerer = Answerer(config.answer, analyzer, mistral_api_key=mistral_api_key, mistral_url=mistral_url)
         self.images = ImageSearch(client, image_embedder, config.images_collection)

@@ -52,10 +52,12 @@ def payload_filter(filters: dict | None):
 
 
 class HybridRetriever:
-    def __init__(self, client, embedder, collection: str, config: RetrievalConfig, documents=None):
-        """`documents` (the DocumentIndex of this process) checks the collection against the served embedder."""
+    def __init__(self, client, embedder, collection: str, config: RetrievalConfig, documents=None, embed_query=None):
+        """`documents` (the DocumentIndex of this process) checks the collection against the served embedder;
+        `embed_query` (default the embedder's own) lets concurrent questions share one forward pass."""
         self.client = client
         self.embedder = embedder
+        self.embed_query = embed_query or embedder.get_query_embedding
         self.collection = collection
         self.config = config
         self.documents = documents
@@ -83,7 +85,7 @@ class HybridRetriever:
         if self.documents is not None and not self.documents.check_collection():
             return []
         flt = payload_filter(filters)
-        dense = embedding if embedding is not None else self.embedder.get_query_embedding(question)
+        dense = embedding if embedding is not None else self.embed_query(question)
         prefetch = self.prefetches(dense, question, flt, max(self.config.candidates, top_k))
         if not prefetch:
             return []
