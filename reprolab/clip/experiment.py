@@ -152,8 +152,9 @@ def train_and_evaluate(cfg: TrainClipConfig, splits: Path, corpus: Path,
             "text": PACKAGED_TEXT_TOWERS[cfg.model.name].sha256 if cfg.model.name in PACKAGED_TEXT_TOWERS
             else None,
         },
-        "data_manifest_sha256": sha256_file(corpus / "manifest.json") if (corpus / "manifest.json").is_file()
-        else None,
+        # The split files name each image of this dataset with its sha256 and caption. Not the corpus manifest:
+        # it lists every dataset, so new messages alone would change this model directory (and re-run the stage).
+        "data_splits_sha256": {name: sha256_file(splits / cfg.dataset / f"{name}.jsonl") for name in SPLIT_NAMES},
         "dataset": cfg.dataset,
         "pairs": {k: len(v) for k, v in sets.items()},
         "config": cfg.model_dump(mode="json"),
