@@ -30,6 +30,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from reprolab.config import load_section
 from reprolab.data.corpus import FetchConfig
 from reprolab.errors import ConfigError, ReprolabError
 from reprolab.profiles import UpstreamOverride, apply_profile, fallback_warning, is_samples, with_upstream
@@ -158,10 +159,16 @@ def has_default_remote(cfg: MonthlyConfig) -> bool:
 
 def pr_changes(cfg: MonthlyConfig) -> list[str]:
     """The PR paths git sees as modified or new (reports/ is git-tracked: cache: false outputs)."""
-    proc = _git(cfg.root, "status", "--porcelain", "--untracked-files=all", "--", *PR_PATHS)
+    proc = _git(cfg.root, "status", "--porcelain", "-z", "--untracked-files=all", "--", *PR_PATHS)
     if proc.returncode != 0:
         raise MonthlyStepFailed("changes", f"`git status` failed: {proc.stderr.strip()}")
-    return [line[3:] for line in proc.stdout.splitlines() if line.strip()]
+    entries, paths = iter(proc.stdout.split("\0")), []
+    for entry in entries:
+        if entry:
+            paths.append(entry[3:])
+            if entry[0] in "RC":  # a rename names its source next: stage both sides
+                paths.append(next(entries))
+    return paths
 
 
 def run_month(cfg: MonthlyConfig) -> MonthResult:
@@ -191,8 +198,6 @@ def _run(cfg: MonthlyConfig, result: MonthResult) -> None:
         if cfg.profile != EMBEDDED:
             apply_profile(cfg.profile, cfg.root / "params.yaml")
             result.steps.append({"step": "profile", "exit_code": 0, "seconds": 0.0})
-        from reprolab.config import load_section
-
         fetch = with_upstream(load_section("fetch", FetchConfig, cfg.root / "params.yaml"), UpstreamOverride())
     except ReprolabError as e:
         raise MonthlyStepFailed("profile", str(e)) from e

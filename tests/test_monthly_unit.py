@@ -122,3 +122,26 @@ def test_the_snapshot_stage_reads_the_override_not_the_params(tmp_path):
     assert f"from {upstream}: 1 downloaded" in proc.stdout
     assert (tmp_path / "data" / "docs" / "kb.txt").read_text() == "knowledge\n"
     assert (tmp_path / "params.yaml").read_text() == "fetch:\n  source: samples\n"
+
+
+def test_the_pr_files_are_the_changed_results_and_never_params(tmp_path):
+    from reprolab.monthly import pr_changes
+
+    def git(*args):
+        subprocess.run(["git", *args], cwd=tmp_path, check=True, capture_output=True)
+
+    git("init", "-q", "-b", "main")
+    git("config", "user.email", "t@t.invalid")
+    git("config", "user.name", "t")
+    for name in ("dvc.lock", "data.dvc", "params.yaml", "reports/clip/metrics.json"):
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_text("v1\n")
+    git("add", ".")
+    git("commit", "-qm", "base")
+    cfg = MonthlyConfig(month="2026-03", root=tmp_path)
+    assert pr_changes(cfg) == []
+    (tmp_path / "dvc.lock").write_text("v2\n")
+    (tmp_path / "params.yaml").write_text("profile applied in the job\n")
+    (tmp_path / "reports/cards").mkdir()
+    (tmp_path / "reports/cards/clip é.md").write_text("new\n")
+    assert sorted(pr_changes(cfg)) == ["dvc.lock", "reports/cards/clip é.md"]
