@@ -24,6 +24,7 @@ help:
 	@echo "make run    - set up, then run the whole pipeline (snapshot + dvc repro) on the embedded default"
 	@echo "make test   - set up, then run the test suite"
 	@echo "make report - write reports/pr_report.md against BASE (default: HEAD~1)"
+	@echo "make monthly - one month: snapshot, repro, push, report, gate verdict; the PR files in .monthly/"
 	@echo "make serve  - start the ingest and query services on 127.0.0.1:8000 with embedded Qdrant"
 	@echo "make bench  - run the benchmarks under bench/"
 
