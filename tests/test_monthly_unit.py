@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -145,3 +146,12 @@ def test_the_pr_files_are_the_changed_results_and_never_params(tmp_path):
     (tmp_path / "reports/cards").mkdir()
     (tmp_path / "reports/cards/clip é.md").write_text("new\n")
     assert sorted(pr_changes(cfg)) == ["dvc.lock", "reports/cards/clip é.md"]
+
+
+@pytest.mark.parametrize("profile, offline", [(None, "1"), ("embedded", "1"), ("production", "")])
+def test_the_makefile_is_offline_only_for_the_embedded_profile(profile, offline):
+    show = 'show-offline: ; @echo "[$$HF_HUB_OFFLINE][$$TRANSFORMERS_OFFLINE]"'
+    env = {k: v for k, v in os.environ.items() if k not in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "PROFILE")}
+    args = ["make", "-s", "-C", str(REPO), "--eval", show, "show-offline"] + ([f"PROFILE={profile}"] if profile else [])
+    out = subprocess.run(args, env=env, capture_output=True, text=True, check=True).stdout.strip()
+    assert out == f"[{offline}][{offline}]"
