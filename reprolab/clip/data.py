@@ -6,7 +6,6 @@ count them as negatives of each other, and recall stays flat (see ARCHITECTURE.m
 
 from __future__ import annotations
 
-import json
 import re
 import logging
 from dataclasses import dataclass
@@ -16,6 +15,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from reprolab.clip.embedding import open_rgb
+from reprolab.data.jsonl import read_jsonl
 from reprolab.errors import DatasetError
 
 log = logging.getLogger(__name__)
@@ -37,17 +37,10 @@ class PairSet:
 
 def read_pairs(split_file: Path) -> list[dict]:
     """Records of one split file ({"id", "image", "text"} per line), sorted by id."""
-    if not split_file.is_file():
-        raise DatasetError(f"{split_file} not found: run `dvc repro split` first")
-    records = []
-    with open(split_file, encoding="utf-8") as f:
-        for n, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            rec = json.loads(line)
-            if not {"id", "image", "text"} <= rec.keys():
-                raise DatasetError(f"{split_file}:{n} lacks one of id/image/text")
-            records.append(rec)
+    records = read_jsonl(split_file, missing="run `dvc repro split` first")
+    for n, rec in enumerate(records, 1):
+        if not {"id", "image", "text"} <= rec.keys():
+            raise DatasetError(f"{split_file}: record {n} lacks one of id/image/text")
     if not records:
         raise DatasetError(f"{split_file} holds no records")
     return sorted(records, key=lambda r: r["id"])

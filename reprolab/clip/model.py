@@ -13,7 +13,6 @@ so the directory alone reloads the model.
 from __future__ import annotations
 
 import hashlib
-import importlib.util
 import json
 import logging
 import shutil
@@ -28,6 +27,7 @@ from safetensors.torch import save_file
 
 from reprolab.config import StrictConfig
 from reprolab.errors import ModelError
+from reprolab.packages import package_dir
 
 log = logging.getLogger(__name__)
 
@@ -49,7 +49,7 @@ class PackagedWeights:
     sha256: str
 
     def path(self) -> Path:
-        return verified_file(package_path(self.package) / self.relpath, self.sha256)
+        return verified_file(package_dir(self.package) / self.relpath, self.sha256)
 
 
 # Tower weights of the embedded models, keyed by model name.
@@ -83,13 +83,6 @@ class ClipModelConfig(StrictConfig):
     text_unlocked_layers: int = 0  # ... except its last n layers
 
 
-def package_path(package: str) -> Path:
-    spec = importlib.util.find_spec(package)
-    if spec is None or not spec.submodule_search_locations:
-        raise ModelError(f"package '{package}' is not installed: run `make setup` (it ships pretrained weights)")
-    return Path(list(spec.submodule_search_locations)[0])
-
-
 def sha256_file(path: Path) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as f:
@@ -119,7 +112,7 @@ def _resolve_packaged(cfg: dict) -> dict:
     for key, value in cfg.items():
         if isinstance(value, str) and value.startswith("pypi:"):
             package, _, sub = value[len("pypi:"):].partition("/")
-            out[key] = str(package_path(package) / sub)
+            out[key] = str(package_dir(package, sub))
     return out
 
 

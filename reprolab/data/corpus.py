@@ -16,7 +16,8 @@ from pathlib import Path
 
 from reprolab.config import StrictConfig
 from reprolab.data import readers
-from reprolab.data.atomic import swap_in
+from reprolab.data.atomic import staged_folder
+from reprolab.data.jsonl import read_jsonl, write_jsonl
 from reprolab.data.readers import Candidate
 from reprolab.errors import SourceError
 
@@ -60,14 +61,10 @@ def build_corpus(snapshot: Path, corpus: Path, cfg: FetchConfig) -> dict:
     if not present:
         raise SourceError(f"snapshot '{snapshot}' holds none of the datasets {list(DATASETS)}")
 
-    tmp = corpus.with_name(corpus.name + ".tmp")
-    if tmp.exists():
-        shutil.rmtree(tmp)
-    tmp.mkdir(parents=True)
     reports: dict[str, DatasetReport] = {}
     quarantine: list[dict] = []
     manifest: list[dict] = []
-    try:
+    with staged_folder(corpus) as tmp:  # swapped in complete, or not at all
         for name in present:
             report = reports[name] = DatasetReport()
             seen: dict[str, str] = {}  # content hash -> id of the record kept
@@ -99,7 +96,7 @@ def build_corpus(snapshot: Path, corpus: Path, cfg: FetchConfig) -> dict:
             report.accepted = len(accepted)
             assert report.reconciles(), f"{name}: counts do not reconcile: {report}"
             accepted.sort(key=lambda r: r["id"])
-            _write_jsonl(tmp / name / "records.jsonl", accepted)
+            write_jsonl(tmp / name / "records.jsonl", accepted)
             log.info("dataset validated", extra={"dataset": name, **report.__dict__})
         manifest.sort(key=lambda e: (e["dataset"], e["id"]))
         (tmp / "manifest.json").write_text(
@@ -107,10 +104,6 @@ def build_corpus(snapshot: Path, corpus: Path, cfg: FetchConfig) -> dict:
                        indent=1, sort_keys=True) + "\n",
             encoding="utf-8",
         )
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    swap_in(tmp, corpus)
     totals = DatasetReport(*(sum(getattr(r, f) for r in reports.values())
                              for f in ("read", "accepted", "quarantined", "duplicates")))
     return {
@@ -120,16 +113,5 @@ def build_corpus(snapshot: Path, corpus: Path, cfg: FetchConfig) -> dict:
     }
 
 
-def _write_jsonl(path: Path, records: list[dict]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "w", encoding="utf-8") as f:
-        for rec in records:
-            f.write(json.dumps(rec, ensure_ascii=False, sort_keys=True) + "\n")
-
-
 def read_records(corpus: Path, dataset: str) -> list[dict]:
-    path = corpus / dataset / "records.jsonl"
-    if not path.exists():
-        return []
-    with open(path, encoding="utf-8") as f:
-        return [json.loads(line) for line in f if line.strip()]
+    return read_jsonl(corpus / dataset / "records.jsonl", missing_ok=True)

@@ -19,7 +19,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from reprolab.data.atomic import swap_in
+from reprolab.data.atomic import replacing, swap_in
 from reprolab.data.sources import ObjectInfo, Source
 from reprolab.errors import SourceError
 
@@ -92,9 +92,8 @@ def update_snapshot(source: Source, snapshot: Path) -> SnapshotUpdate:
     for obj in tqdm(todo, desc=f"fetch {source.url}", unit="obj", delay=2):  # bar only if slow
         dest = staging / obj.key
         dest.parent.mkdir(parents=True, exist_ok=True)
-        part = dest.with_name(dest.name + ".part")
-        source.download(obj.key, part)
-        os.replace(part, dest)
+        with replacing(dest) as part:
+            source.download(obj.key, part)
         landed[obj.key] = obj.tag
         progress_path.write_text(json.dumps(landed))
     result.downloaded = sorted(wanted)
