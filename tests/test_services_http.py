@@ -39,7 +39,7 @@ class Service:
             cwd=REPO, env=full_env, stdout=self.log, stderr=subprocess.STDOUT,
         )
 
-    def wait(self, timeout: float = 120) -> None:
+    def wait(self, timeout: float = 300) -> None:  # model loading on a busy 2-core machine
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
