@@ -1,4 +1,5 @@
-"""Benchmark: train_clip's training loop against a faithful re-implementation of the notebook's loop.
+"""Benchmark: train_clip's training loop against a faithful re-implementation of the assessment notebook's loop
+(the take-home notebook the art samples come from, described in samples/art/PROVENANCE.md; not in this repo).
 
 Same model (params.yaml train_clip.model), batch size 16, same machine, one run; each loop runs in its own
 process so peak memory (ru_maxrss) is its own.

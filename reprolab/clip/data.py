@@ -1,7 +1,7 @@
 """Image-caption pairs for CLIP training: read from the splits, decoded and resized ONCE into cached tensors.
 
 Batches never hold two copies of one caption (or two captions of one image): the contrastive loss would
-count them as negatives of each other, and recall stays flat (see ARCHITECTURE.md).
+count them as negatives of each other, and recall stays flat (open_clip's R@k assumes one caption per image).
 """
 
 from __future__ import annotations

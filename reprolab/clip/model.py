@@ -79,7 +79,7 @@ class ClipModelConfig(StrictConfig):
     lock_image: bool = False  # freeze the image tower ...
     image_unlocked_groups: int = 0  # ... except its last n layer groups
     freeze_bn_stats: bool = False  # keep the frozen groups' BatchNorm statistics fixed
-    lock_text: bool = True  # freeze the text tower (the notebook's default) ...
+    lock_text: bool = True  # freeze the text tower (the assessment notebook's choice: samples/art/PROVENANCE.md)
     text_unlocked_layers: int = 0  # ... except its last n layers
 
 
