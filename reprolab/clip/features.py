@@ -22,9 +22,9 @@ from reprolab.clip.data import PairSet
 
 
 def autocast(device: torch.device):
-    """bf16 autocast on GPU; fp32 on CPU. bf16 CPU kernels differ between CPU generations (AMX, AVX512-BF16,
-    emulated), so the CLIP model's bytes would depend on the host; its steps are small enough for fp32.
-    (The extractor takes bf16 on CPU where asked, `cpu_bf16`, for its ~1.5x faster LoRA steps: llm/model.py.)"""
+    """bf16 autocast on GPU; fp32 on CPU. On CPU bf16 is a speed choice whose kernels depend on the ISA (AMX,
+    AVX512-BF16, or emulated under reprolab/determinism.py's AVX2 cap): the extractor opts in (`cpu_bf16`, see
+    llm/model.py `cpu_autocast`) for its LoRA steps; CLIP's cached-feature steps are small and stay fp32."""
     return torch.autocast("cuda", dtype=torch.bfloat16, enabled=device.type == "cuda")
 
 
