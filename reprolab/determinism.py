@@ -1,14 +1,15 @@
 """One CPU numeric setting for every x86-64 host of this kind, so a rebuild gives the same bytes anywhere.
 
-torch picks its CPU kernels by what the processor offers: ATen by CPU capability (AVX512 here, AVX2 elsewhere),
-oneDNN by ISA (AMX and AVX-512 BF16 where present), MKL by code path, numpy by its own SIMD dispatch. Each choice
-changes the last bits of a float result, and training carries them into every later step. So the cap below
-names AVX2 (every host of the kind has it) for all four; the variables are read once, when each library loads,
-so `pin_cpu` must run before torch or numpy is imported: `stages/__init__.py` calls it for every stage.
+torch picks its CPU kernels by what the processor offers: ATen by CPU capability (AVX512 here, AVX2
+elsewhere), oneDNN by ISA (AMX and AVX-512 BF16 where present), MKL by code path, numpy by its own SIMD
+dispatch. Each choice changes the last bits of a float result, and training carries them into every later
+step. So the cap below names AVX2 (every host of the kind has it) for all four; the variables are read
+once, when each library loads, so `pin_cpu` must run before torch or numpy is imported: `stages/__init__.py`
+calls it for every stage.
 
-What else a stage needs for the same bytes stays where it is configured: the thread count (params `threads`,
-`torch.set_num_threads`), seeds and `torch.use_deterministic_algorithms` (the training code). OpenBLAS (numpy's
-BLAS) follows the workplace's own OPENBLAS_CORETYPE, which this module leaves alone.
+What else a stage needs for the same bytes stays where it is configured: the thread count (params
+`threads`, `torch.set_num_threads`), seeds and `torch.use_deterministic_algorithms` (the training code).
+OpenBLAS (numpy's BLAS) follows the workplace's own OPENBLAS_CORETYPE, which this module leaves alone.
 """
 
 from __future__ import annotations
@@ -57,7 +58,7 @@ def capped(name: str, current: str | None, cap: str) -> str:
 
 
 def cpu_pin(environ: MutableMapping[str, str] | None = None) -> dict[str, str]:
-    """The variables to set on top of `environ`: the cap, kept lower where the host is already capped lower."""
+    """The variables to set on top of `environ`: the cap, or the host's own lower cap."""
     environ = os.environ if environ is None else environ
     pin = {name: capped(name, environ.get(name), cap) for name, cap in CAP.items()}
     pin["MKL_CBWR"] = MKL_CBWR

@@ -2,8 +2,10 @@
 
 - the pin itself: which variables, kept lower where a host is capped lower, and that each takes effect in a
   stage process (ATen capability, oneDNN ISA, MKL's reproducibility branch, numpy's dispatch);
-- the real stages fetch, split, train_clip on a few sample images give byte-identical outputs under the pin and
-  on a host restricted further (AVX-512/AMX hidden from glibc, numpy's AVX2 paths off, libjpeg-turbo on SSE2);
+- bf16 autocast under the pin takes the path of a host without AVX-512;
+- the real stages fetch, split, train_clip on a few sample images give byte-identical outputs under the pin
+  and on a host restricted further (AVX-512/AMX hidden from glibc, numpy's AVX2 loops off, libjpeg-turbo on
+  SSE2);
 - a fresh clone rebuilds fetch, split, train_clip to the md5s its committed dvc.lock records.
 """
 
@@ -26,7 +28,7 @@ from tests.pipeline_repo import REPO, PipelineRepo
 SAMPLES = REPO / "samples" / "art"
 N_IMAGES = 24
 
-# A host with less than this one, for every library that reads the CPU itself (the pin keeps the rest at AVX2).
+# A host with less than this one, for every library that reads the CPU itself (the pin keeps the rest at AVX2)
 AVX512_AND_ABOVE = ("AVX512F", "AVX512CD", "AVX512BW", "AVX512DQ", "AVX512VL", "AVX512_IFMA", "AVX512_VBMI",
                     "AVX512_VBMI2", "AVX512_VNNI", "AVX512_BITALG", "AVX512_VPOPCNTDQ", "AVX512_BF16",
                     "AVX512_FP16", "AMX_BF16", "AMX_TILE", "AMX_INT8")
@@ -36,7 +38,8 @@ RESTRICTED_HOST = {
     "JSIMD_FORCESSE2": "1",                # libjpeg-turbo (Pillow's decoder) on SSE2 instead of AVX2
 }
 TINY_PARAMS = {
-    "fetch": {"source": "samples", "endpoint_url": None, "min_image_side": 64, "max_description_chars": 20000},
+    "fetch": {"source": "samples", "endpoint_url": None, "min_image_side": 64,
+              "max_description_chars": 20000},
     "split": {"salt": "reprolab-v1", "ratios": {"train": 0.6, "validation": 0.2, "test": 0.2}},
     "train_clip": {"dataset": "art",
                    "train": {"seed": 0, "threads": 2, "device": "cpu", "batch_size": 8, "heads_epochs": 2,
@@ -112,6 +115,35 @@ def test_every_setting_takes_effect_in_a_stage_process(tmp_path):
     assert sgemm and all("CNR:AVX2,STRICT" in line for line in sgemm)
 
 
+BF16_PROBE = """
+import hashlib, sys, stages, torch
+torch.manual_seed(0)
+torch.backends.mkldnn.enabled = sys.argv[1] == "on"
+linear, x = torch.nn.Linear(576, 576), torch.randn(32, 576)
+q, k, v = (torch.randn(2, 9, 40, 64) for _ in range(3))
+with torch.autocast("cpu", dtype=torch.bfloat16):
+    y = linear(x)
+    attention = torch.nn.functional.scaled_dot_product_attention(q, k, v, is_causal=True)
+y.float().sum().backward()
+for t in (y, linear.weight.grad, attention):
+    print(hashlib.sha256(t.detach().float().numpy().tobytes()).hexdigest())
+"""
+
+
+@pytest.mark.skipif(not cpu_has("avx2"), reason="the cap is AVX2: a host without it is not of this kind")
+def test_bf16_autocast_under_the_pin_takes_the_path_of_a_host_without_avx512(tmp_path):
+    """torch sends bf16 matmuls to oneDNN after checking the CPU itself (past every cap), which a host without
+    AVX-512 never does. Under the pin this host must give the bytes of oneDNN switched off (finetune_mistral's
+    `local.cpu_bf16`: a LoRA forward, backward and attention)."""
+    digests = []
+    for mkldnn in ("on", "off"):
+        proc = subprocess.run([sys.executable, "-c", BF16_PROBE, mkldnn], cwd=tmp_path, capture_output=True,
+                              text=True, env=stage_env(), timeout=300)
+        assert proc.returncode == 0, proc.stderr
+        digests.append(proc.stdout.split())
+    assert len(digests[0]) == 3 and digests[0] == digests[1]
+
+
 # --- same bytes under the pin and on a further-restricted host ---------------------------------------------
 
 def tiny_workdir(root: Path) -> Path:
@@ -130,8 +162,8 @@ def tiny_workdir(root: Path) -> Path:
 def run_stages(root: Path, env: dict[str, str]) -> dict[str, str]:
     """Run fetch, split, train_clip as `dvc repro` would; sha256 of every file they wrote."""
     for stage in ("fetch", "split", "train_clip"):
-        proc = subprocess.run([sys.executable, "-m", f"stages.{stage}"], cwd=root, env=env, capture_output=True,
-                              text=True, timeout=900)
+        proc = subprocess.run([sys.executable, "-m", f"stages.{stage}"], cwd=root, env=env,
+                              capture_output=True, text=True, timeout=900)
         assert proc.returncode == 0, f"{stage}: {proc.stderr[-3000:]}"
     return {p.relative_to(root).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
             for top in ("corpus", "splits", "models", "reports") for p in sorted((root / top).rglob("*"))
@@ -165,7 +197,8 @@ def test_a_fresh_clone_rebuilds_the_cheap_stages_to_the_md5s_in_dvc_lock(tmp_pat
     repo = PipelineRepo.clone(tmp_path / "clone")
     committed = repo.lock()
     repo.stage("snapshot")
-    assert not repo.sh("git", "status", "--porcelain", "data.dvc").stdout, "the snapshot differs from data.dvc"
+    changed = repo.sh("git", "status", "--porcelain", "data.dvc").stdout
+    assert not changed, "the snapshot from samples/ differs from data.dvc"
     repo.dvc("repro", "--force", "train_clip")
     rebuilt = repo.lock()
     differ = {stage: sorted(path for path, md5 in lock_outs(committed, stage).items()

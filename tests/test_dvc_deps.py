@@ -1,4 +1,4 @@
-"""dvc.yaml's code deps cannot drift: every project module a stage's command can import is covered by its `deps:`.
+"""dvc.yaml's code deps cannot drift: every project module a stage's command can import is in its `deps:`.
 
 A stage command is `python -m stages.<name>` (after optional VAR=value assignments). From that module, every
 `import` statement (module level and inside functions, read with `ast`, so no stage code runs) that lands in
@@ -20,7 +20,7 @@ PROJECT_PACKAGES = ("reprolab", "stages")
 
 
 def module_file(root: Path, name: str) -> Path | None:
-    """The file of project module `name` (a module or a package's __init__.py), or None outside the project."""
+    """The file of project module `name` (a module or a package's __init__.py); None outside the project."""
     if name.split(".")[0] not in PROJECT_PACKAGES:
         return None
     base = root.joinpath(*name.split("."))
@@ -117,8 +117,8 @@ def load_dvc_yaml() -> dict:
 
 def test_every_stage_lists_the_project_code_it_imports():
     missing = uncovered(REPO, load_dvc_yaml())
-    assert not missing, "dvc.yaml deps miss code the stage imports (add them to the stage's deps):\n" + "\n".join(
-        f"  {stage}: {', '.join(files)}" for stage, files in missing.items())
+    listing = "\n".join(f"  {stage}: {', '.join(files)}" for stage, files in missing.items())
+    assert not missing, f"dvc.yaml deps miss code the stage imports (add them to its deps):\n{listing}"
 
 
 def test_every_code_dep_exists():
