@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -159,11 +160,12 @@ def where_time_went(raw: Path, top: int = 12) -> str:
 
 
 def _library(frame: str) -> str:
-    path = frame[frame.find("(") + 1 : frame.rfind(")")] if "(" in frame else frame
-    for marker in ("site-packages/", "lib/python3.11/"):
-        if marker in path:
-            return path.split(marker, 1)[1].split("/", 1)[0].split(".py")[0]
-    return "reprolab/services" if "/reprolab/" in path or "/services/" in path else path.split(":")[0][-40:]
+    """The top-level package of a py-spy frame "func (path/to/file.py:line)" (paths are relative to site-packages)."""
+    path = frame[frame.rfind("(") + 1 : frame.rfind(")")].rsplit(":", 1)[0] if "(" in frame else frame
+    for root in ("site-packages/", "lib/python3.11/", "/work/main/", str(REPO) + "/"):
+        path = path.split(root, 1)[-1]
+    top = path.lstrip("/").split("/", 1)[0]
+    return top.removesuffix(".py") or "?"
 
 
 # --- the baseline: LlamaIndex's default in-process retriever --------------------------------------------------
@@ -210,7 +212,7 @@ def main() -> None:
                                       "--requests", str(args.requests), "--warmup", str(args.warmup)],
                                      cwd=REPO, capture_output=True, text=True, check=True)
                 if spy is not None:
-                    spy.terminate()
+                    spy.send_signal(signal.SIGINT)  # py-spy writes its output on SIGINT, not on SIGTERM
                     spy.wait(timeout=60)
                     profile = where_time_went(tmp / "profile.txt") if (tmp / "profile.txt").exists() else None
                 rows.append(("service (HTTP, hybrid in Qdrant)", c, json.loads(out.stdout.strip().splitlines()[-1])))
