@@ -176,32 +176,41 @@ SCORE = re.compile(r"recall|score|f1|hit|accuracy|mrr", re.I)
 
 
 def training_curves(model: str, logs: list[Path], path: Path) -> Path | None:
-    """Per log file: loss columns on one panel, validation scores in [0, 1] on another, against step.
+    """Loss on one panel, validation scores in [0, 1] on another, against step, from every log file given
+    (one table with many columns, or DVCLive's one TSV per value).
 
     Other columns (epoch, learning rate, logit scale, token counts) are not metrics and are not drawn."""
-    tables = [(p, read_log(p)) for p in logs if p.is_file()]
-    tables = [(p, rows) for p, rows in tables if rows]
-    panels = []
-    for log_path, rows in tables:
+    series: dict[str, dict[str, list[tuple[float, float]]]] = {"training loss": {}, "validation score": {}}
+    x_label = "row"
+    for log_path in logs:
+        rows = read_log(log_path) if log_path.is_file() else []
+        if not rows:
+            continue
         x_key = next((k for k in ("step", "epoch", "iteration") if k in rows[0]), None)
-        for kind, pattern, label in (("loss", LOSS, "training loss"), ("score", SCORE, "validation score")):
-            cols = [c for c in rows[0] if c != x_key and pattern.search(c) and not (kind == "score" and LOSS.search(c))]
-            if cols:
-                panels.append((log_path, x_key, rows, cols, label))
+        x_label = x_key or x_label
+        prefix = log_path.parent.name + "/" if log_path.suffix == ".tsv" else ""  # DVCLive: train/loss, val/score
+        for col in rows[0]:
+            if col == x_key:
+                continue
+            kind = "training loss" if LOSS.search(col) else "validation score" if SCORE.search(col) else None
+            if kind is None:
+                continue
+            xs = [_number(r.get(x_key)) if x_key else i for i, r in enumerate(rows)]
+            pts = [(x, y) for x, y in zip(xs, (_number(r.get(col)) for r in rows)) if x is not None and y is not None]
+            if pts:
+                series[kind][prefix + col] = pts
+    panels = [(label, lines) for label, lines in series.items() if lines]
     if not panels:
         return None
     fig, axes = plt.subplots(1, len(panels), figsize=(5.5 * len(panels), 4), squeeze=False)
-    for ax, (log_path, x_key, rows, cols, label) in zip(axes[0], panels):
-        xs = [_number(r.get(x_key)) if x_key else i for i, r in enumerate(rows)]
-        for col in cols:
-            pts = [(x, y) for x, y in zip(xs, (_number(r.get(col)) for r in rows)) if x is not None and y is not None]
-            if pts:
-                ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="." if len(pts) < 30 else None, label=col)
-        ax.set_xlabel(x_key or "row")
+    for ax, (label, lines) in zip(axes[0], panels):
+        for name, pts in sorted(lines.items()):
+            ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="." if len(pts) < 30 else None, label=name)
+        ax.set_xlabel(x_label)
         ax.set_ylabel(label)
         if label == "validation score":
             ax.set_ylim(0, 1.02)
-        ax.set_title(f"{model}: {log_path.name}", fontsize=9)
+        ax.set_title(f"{model}: {label}", fontsize=9)
         ax.legend(fontsize=7)
     return _save(fig, path)
 
