@@ -3,11 +3,14 @@ evaluation.json,examples.jsonl}) and the DVCLive training log (reports/clip/trai
 
 from __future__ import annotations
 
+import os
+
 from dvclive import Live
 
 from reprolab import cli
 from reprolab.clip.experiment import TrainClipConfig, live_logger, train_and_evaluate
 from reprolab.clip.model import save_model_dir
+from reprolab.clip.train import join_torchrun
 from reprolab.config import load_section
 from reprolab.evaluation.evidence import write_evaluation
 from reprolab.evaluation.retrieval import RETRIEVAL_SPECS
@@ -16,6 +19,10 @@ from stages.common import CORPUS, MODELS, REPORTS, SPLITS
 
 def main() -> None:
     cfg = load_section("train_clip", TrainClipConfig)
+    ranks = join_torchrun(os.environ)  # `torchrun --nproc-per-node N -m stages.train_clip`: data-parallel
+    if ranks.rank > 0:  # every rank trains the same model; rank 0 alone writes it
+        train_and_evaluate(cfg, SPLITS, CORPUS)
+        return
     with Live(str(REPORTS / "clip" / "train_log"), save_dvc_exp=False, dvcyaml=None, report=None) as live:
         run = train_and_evaluate(cfg, SPLITS, CORPUS, on_epoch=live_logger(live))
     save_model_dir(run.model, run.model_cfg, run.preprocess_cfg, MODELS / "clip", run.info)

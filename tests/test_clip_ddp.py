@@ -84,3 +84,10 @@ def test_ranks_share_a_global_batch_contiguously():
     assert Ranks(0, 2).share(batch) == [10, 11, 12]
     assert Ranks(1, 2).share(batch) == [13, 14, 15]
     assert Ranks().share(batch) == batch
+
+
+def test_without_torchrun_the_stage_runs_as_rank_0_of_1():
+    from reprolab.clip.train import join_torchrun
+
+    assert join_torchrun({}) == Ranks() and join_torchrun({"WORLD_SIZE": "1"}) == Ranks()
+    assert not dist.is_initialized()

@@ -5,7 +5,7 @@ schedule (transformers' cosine with warmup), evaluate, log, keep the best. The s
 (reprolab.clip.experiment): heads only on pooled frozen features (the reference row), then the unlocked
 layers as well; the inputs come from the feature cache (reprolab.clip.features).
 
-Data-parallel: started under `torchrun` with a process group initialised, every rank builds the same global
+Data-parallel: started under `torchrun` (`join_torchrun` joins its process group), every rank builds the same global
 batches (same seed), takes its contiguous share of each, and ClipLoss gathers the features of all ranks
 (`gather_with_grad`, `local_loss`, as open_clip_train does) while DistributedDataParallel averages the
 gradients: the update equals one process's on the full batch.
@@ -16,7 +16,7 @@ from __future__ import annotations
 import copy
 import logging
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Literal
 
@@ -75,6 +75,17 @@ class Ranks:
         """This rank's contiguous share of a global batch (rows beyond a multiple of world_size dropped)."""
         n = len(batch) // self.world_size
         return batch[self.rank * n : (self.rank + 1) * n]
+
+
+def join_torchrun(env: Mapping[str, str]) -> Ranks:
+    """Join the process group `torchrun` describes in `env` (WORLD_SIZE > 1): NCCL with one GPU per process,
+    gloo on CPU. A plain `python -m stages.train_clip` (no WORLD_SIZE) runs as rank 0 of 1."""
+    if int(env.get("WORLD_SIZE", "1")) <= 1:
+        return Ranks()
+    if torch.cuda.is_available():
+        torch.cuda.set_device(int(env.get("LOCAL_RANK", "0")))
+    dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
+    return Ranks.current()
 
 
 def resolve_device(cfg: TrainConfig) -> torch.device:
