@@ -186,3 +186,28 @@ def test_service_refuses_a_body_that_is_not_json(service):
                    timeout=30)
     assert r.status_code == 400  # starlette's answer to a body it cannot decode
     assert r.json()["detail"]
+
+
+def test_stage_evaluation_holds_the_classical_and_hybrid_rows_with_intervals(tmp_path):
+    """What the stage writes for the non-LLM rows: both on the whole test split, with 95% intervals."""
+    from reprolab.evaluation.evidence import write_evaluation
+    from reprolab.evaluation.extraction import metric_specs
+    from reprolab.llm.pipeline import FinetuneMistralConfig, system_rows
+    from reprolab.llm.system import ClassicalConfig
+
+    splits = write_splits(tmp_path)
+    data = {s: nlupp_examples(splits, s, ["banking"]) for s in ("train", "validation", "test")}
+    cfg = FinetuneMistralConfig(classical=ClassicalConfig(intent_c=[16.0], intent_thresholds=[0.3], tagger_c=[16.0]))
+    evidence, extra = system_rows(cfg, ONTOLOGY, data, splits, tmp_path / "model")
+    assert (tmp_path / "model" / "hybrid.joblib").is_file()
+    write_evaluation(tmp_path / "reports", metric_specs(), evidence, "hybrid", extra=extra)
+    evaluation = json.loads((tmp_path / "reports" / "evaluation.json").read_text())
+    for variant in ("classical", "hybrid"):
+        row = evaluation["variants"][variant]
+        assert row["n_messages"]["value"] == len(data["test"])
+        for metric in ("intent_micro_f1", "slot_f1", "exact_match", "schema_valid_rate"):
+            assert row[metric]["low"] <= row[metric]["value"] <= row[metric]["high"]
+    assert set(json.loads((tmp_path / "reports" / "metrics.json").read_text())) == {
+        "intent_micro_f1", "slot_f1", "exact_match", "schema_valid_rate", "n_messages"}
+    assert extra["costs"]["classical"]["cpu_seconds_per_1000"] > 0
+    assert set(extra["routing"]) == {"0.8", "0.9"}
