@@ -200,6 +200,9 @@ def test_stage_evaluation_holds_the_classical_and_hybrid_rows_with_intervals(tmp
     cfg = FinetuneMistralConfig(classical=ClassicalConfig(intent_c=[16.0], intent_thresholds=[0.3], tagger_c=[16.0]))
     evidence, extra = system_rows(cfg, ONTOLOGY, data, splits, tmp_path / "model")
     assert (tmp_path / "model" / "hybrid.joblib").is_file()
+    from reprolab.evaluation.extraction import evidence_summary
+
+    extra["paired_vs_headline"] = evidence_summary(evidence, "hybrid")["paired"]
     write_evaluation(tmp_path / "reports", metric_specs(), evidence, "hybrid", extra=extra)
     evaluation = json.loads((tmp_path / "reports" / "evaluation.json").read_text())
     for variant in ("classical", "hybrid"):
@@ -211,3 +214,11 @@ def test_stage_evaluation_holds_the_classical_and_hybrid_rows_with_intervals(tmp
         "intent_micro_f1", "slot_f1", "exact_match", "schema_valid_rate", "n_messages"}
     assert extra["costs"]["classical"]["cpu_seconds_per_1000"] > 0
     assert set(extra["routing"]) == {"0.8", "0.9"}
+    from reprolab.evaluation.presentation import render_presentation
+
+    page = render_presentation(tmp_path / "reports", tmp_path / "presentation" / "extractor.md").read_text()
+    assert "## From baseline to final system" in page and "## Three real failures" in page
+    table = [line for line in page.splitlines() if line.startswith("| ")]
+    assert len(table) == 3  # header + classical + hybrid
+    assert "(served)" in table[2] and "Sentence embeddings" in table[1]
+    assert "## Sending unsure messages to a person" in page

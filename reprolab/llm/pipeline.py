@@ -71,7 +71,7 @@ def system_rows(cfg: FinetuneMistralConfig, ontology, data, splits: Path, model_
     evidence += rows
     for name in SYSTEM_ROWS:
         costs[name]["fit_seconds"] = round(fitted.fit_seconds, 1)
-    extra = {"costs": costs, "tuning": fitted.tuning,
+    extra = {"costs": costs, "tuning": fitted.tuning, "data": {split: len(data[split]) for split in data},
              "routing": {precision: routing_summary(rows, cut) for precision, cut in fitted.route_thresholds.items()}}
     return evidence, extra
 
@@ -82,7 +82,8 @@ def llm_evidence(rows: dict[str, RowResult], n_test: int) -> tuple[list[dict], d
 
     evidence, costs = [], {}
     for name, row in rows.items():
-        evidence += [example_row(j, name, subset=len(row.judged) < n_test) for j in row.judged]
+        texts = {out["id"]: out["text"] for out in row.outputs}
+        evidence += [example_row(j, name, subset=len(row.judged) < n_test, text=texts[j.id]) for j in row.judged]
         n = len(row.judged)
         t = row.timing
         costs[name] = {"messages": n, "wall_seconds": t.get("seconds"), "cpu_seconds": t.get("cpu_seconds"),

@@ -123,8 +123,8 @@ def evaluate_system(system: HybridExtractor, examples: list[Example], variant: s
     wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
     rows = []
     calibrated = calibrator([p.confidence for p in preds]) if calibrator else [None] * len(preds)
-    for j, p, conf in zip(judged(examples, [p.extraction for p in preds]), preds, calibrated, strict=True):
-        rows.append(example_row(j, variant, **({"confidence": conf} if conf is not None else {})))
+    for ex, j, conf in zip(examples, judged(examples, [p.extraction for p in preds]), calibrated, strict=True):
+        rows.append(example_row(j, variant, text=ex.text, **({"confidence": conf} if conf is not None else {})))
     cost = {"messages": len(examples), "wall_seconds": round(wall, 3), "cpu_seconds": round(cpu, 3),
             "cpu_seconds_per_1000": round(1000 * cpu / len(examples), 2), "tokens_per_1000": 0}
     return rows, cost
