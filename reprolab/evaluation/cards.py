@@ -22,12 +22,48 @@ KNOWN_LIMITS = {
         "Intents and slots are those of the NLU++ ontology (banking, hotels); unseen domains are out of scope.",
         "In the CPU budget the 135M stand-in learns the intents and the JSON shape; slot values only in part "
         "(slot F1 about 0.2): it gets written-out amounts and 'yesterday', misses names and most times of day "
-        "and date ranges (validation sweep in docs/extraction.md).",
+        "and date ranges (validation sweep in docs/extraction.md). The served default is therefore the hybrid "
+        "(classifier intents + slot tagger), chosen on validation.",
+        "The hybrid's slot values come from hand-written normalisation rules anchored on NLU++'s fixed "
+        "annotation day (15 March 2022); person names are its weakest slot; the LLM rows are evaluated on a "
+        "seeded subset of the test split (see the table's n).",
     ],
     "rag": [
         "Evaluated on a handful of questions over one Portuguese document; refusal accuracy on so few "
         "questions moves in large steps.",
     ],
+}
+
+
+# Hugging Face model-card sections that do not come from the numbers: intended use, training data, how to load.
+MODEL_INFO = {
+    "clip": {
+        "intended_use": "Text-to-image and image-to-image search over a collection of pictures with short "
+                        "descriptions (the query service's /search endpoints). Not for identifying people.",
+        "training_data": "The sample art collection under splits/art (image + one description each), split by a "
+                         "stable hash of the record id; see docs/clip.md.",
+        "how_to_load": "`reprolab.rag.engine.load_clip(\"models/clip\")` (open_clip weights and config in "
+                       "models/clip), or the embedding service `uvicorn services.embed.main:app`.",
+    },
+    "llm": {
+        "intended_use": "Structured extraction from banking customer messages: NLU++ intents (multi-label) and "
+                        "slot values (amounts, dates, times, names, shops) as schema-valid JSON, each with a "
+                        "calibrated confidence so unsure messages can be routed to a person. English only.",
+        "training_data": "NLU++ (PolyAI), banking domain: the train split to fit, the validation split for every "
+                         "choice (C, thresholds, tagger, confidence calibration and routing cut); the test split "
+                         "only for the figures below. docs/extraction.md describes the dataset design.",
+        "how_to_load": "`python -m reprolab.extract --model models/llm IN.jsonl OUT.jsonl`, or "
+                       "`reprolab.llm.system.load_served(Path(\"models/llm\")).predict([...])`; "
+                       "models/llm/manifest.json names the design (hybrid or llm) and its version. "
+                       "Service: `EXTRACT_MODEL_DIR=models/llm uvicorn services.extract.main:app`.",
+    },
+    "rag": {
+        "intended_use": "Answering questions over the shipped documents with citations, or saying plainly that "
+                        "the documents do not hold the answer.",
+        "training_data": "No trained weights: packaged all-MiniLM-L6-v2 embeddings and BM25 over samples/docs; "
+                         "evaluated on samples/qa (docs/rag.md).",
+        "how_to_load": "`make serve` or `uvicorn services.query.main:app` over the index the index stage built.",
+    },
 }
 
 
@@ -120,19 +156,24 @@ def render_card(model: str, spec: ModelSpec, evaluation: dict, params: dict, sna
     metrics = card_metrics(evaluation)
     lines = [f"# Model card: {spec.title or model}", "",
              f"- Data snapshot (data.dvc md5): `{snapshot}`",
-             f"- Metrics file: `{spec.metrics}`", "", "## Parameters", ""]
+             f"- Metrics file: `{spec.metrics}`", ""]
+    info = MODEL_INFO.get(model, {})
+    for title, key in (("Intended use", "intended_use"), ("Training data", "training_data")):
+        lines += [f"## {title}", "", info.get(key, "(not described)"), ""]
+    lines += ["## Parameters", ""]
     shown = {s: params[s] for s in spec.params if s in params}
     if shown:
         lines += ["```yaml", yaml.safe_dump(shown, sort_keys=True).rstrip(), "```"]
     else:
         lines.append("(no params sections configured for this model)")
-    lines += ["", f"## Metrics (baseline: `{spec.baseline}`)", "", *metrics_table(metrics, spec.baseline)]
+    lines += ["", f"## Evaluation (baseline: `{spec.baseline}`)", "", *metrics_table(metrics, spec.baseline)]
     variants = comparable_variants(metrics, spec.baseline)
     rest = flatten({k: v for k, v in metrics.items() if k not in variants}) if variants else {}
     if rest:  # settings and reference values beside the variants: test-set size, chance level, ...
         lines += ["", *[f"- `{k}`: {_fmt(v)}" for k, v in sorted(rest.items())]]
     if plots:
         lines += ["", "## Plots", "", *[f"![{Path(p).stem}](../plots/{Path(p).name})" for p in plots]]
-    lines += ["", "## Known limits", "", *[f"- {t}" for t in KNOWN_LIMITS.get(model, [])],
+    lines += ["", "## Limitations", "", *[f"- {t}" for t in KNOWN_LIMITS.get(model, [])],
               *[f"- {t}" for t in auto_limits(metrics, spec.baseline)]]
+    lines += ["", "## How to load", "", info.get("how_to_load", "(not described)")]
     return "\n".join(lines) + "\n"
