@@ -325,3 +325,14 @@ def test_concurrent_questions_share_one_embedding_pass_and_get_their_own_vectors
         got = list(pool.map(batcher.embed, texts))
     for text, vector in zip(texts, got):
         assert np.allclose(vector, embedder.get_query_embedding(text), atol=1e-5)
+
+
+def test_a_dropped_collection_answers_empty_and_a_new_one_is_checked_again(index):
+    retriever = HybridRetriever(index.client, index.embedder, index.collection, _config().retrieval, documents=index)
+    assert retriever.retrieve("boletos") == []
+    index.ingest("Um texto sobre boletos.", "d")
+    assert len(retriever.retrieve("boletos")) == 1
+    index.client.delete_collection(index.collection)
+    assert retriever.retrieve("boletos") == []  # not a 500
+    index.ingest("Outro texto sobre boletos.", "d2")
+    assert [p.document_id for p in retriever.retrieve("boletos")] == ["d2"]

@@ -131,10 +131,10 @@ class DocumentIndex:
     def check_collection(self) -> bool:
         """Refuse a collection written by another embedder or of another dimension (IndexMismatch); True when the
         collection exists. Checked once per process, when Qdrant first answers."""
+        if self._checked:  # no round trip per query once checked (forget() when the collection went away)
+            return True
         if not collection_exists(self.client, self.collection):
             return False
-        if self._checked:
-            return True
         size = dense_size(self.client, self.collection)
         if size != self.dim:
             raise IndexMismatch(f"collection {self.collection!r} holds dense vectors of size {size}, but the embedder "
@@ -148,7 +148,11 @@ class DocumentIndex:
         self._checked = True
         return True
 
+    def forget(self) -> None:
+        self._checked = False
+
     def _ensure_collection(self) -> None:
+        self.forget()  # a write looks again: the collection may have been dropped since
         if not self.check_collection():
             create_documents_collection(self.client, self.collection, self.dim)
             self._checked = True

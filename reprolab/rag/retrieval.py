@@ -11,6 +11,7 @@ import logging
 from dataclasses import dataclass, field
 
 import numpy as np
+from qdrant_client.http.exceptions import UnexpectedResponse
 
 from reprolab.rag.config import RetrievalConfig
 from reprolab.rag.errors import InputError
@@ -89,11 +90,17 @@ class HybridRetriever:
         prefetch = self.prefetches(dense, question, flt, max(self.config.candidates, top_k))
         if not prefetch:
             return []
-        with store_errors("search the documents collection"):
-            result = self.client.query_points(
-                self.collection, prefetch=prefetch, query=models.FusionQuery(fusion=models.Fusion.RRF),
-                limit=top_k, with_payload=True, with_vectors=[DENSE],
-            )
+        try:
+            with store_errors("search the documents collection"):
+                result = self.client.query_points(
+                    self.collection, prefetch=prefetch, query=models.FusionQuery(fusion=models.Fusion.RRF),
+                    limit=top_k, with_payload=True, with_vectors=[DENSE],
+                )
+        except (ValueError, UnexpectedResponse) as e:  # the collection was dropped since it was checked
+            if self.documents is None or "not found" not in str(e).lower():
+                raise
+            self.documents.forget()
+            return []
         q = np.asarray(dense, dtype=np.float32)
         return [self._passage(p, float(np.dot(q, np.asarray(p.vector[DENSE], dtype=np.float32))))
                 for p in result.points]
