@@ -24,10 +24,11 @@ def main() -> None:
     runner = run_local if cfg.backend == "local" else run_api
     result = runner(cfg, SPLITS, CORPUS, MODEL_DIR)
     ontology, _ = load_task(cfg.task, SPLITS, CORPUS, cfg.domains)
-    headline = HEADLINE[cfg.design]
+    design = cfg.served_design()
+    headline = HEADLINE[design]
     summary = evidence_summary(result.evidence, headline, seed=cfg.seed)
     meta = {"task": cfg.task, "domains": cfg.domains if cfg.task == "nlupp" else [], "backend": cfg.backend,
-            "design": cfg.design}
+            "design": design}
     write_evaluation(REPORT_DIR, metric_specs(), result.evidence, headline,
                      extra={**result.extra, "paired_vs_headline": summary["paired"], "eval": meta},
                      seed=cfg.seed)
@@ -38,7 +39,7 @@ def main() -> None:
     })
     write_json(REPORT_DIR / "train_log.json", result.losses)
     write_json(MODEL_DIR / "model.json", result.model_card)
-    write_manifest(MODEL_DIR, cfg.design, ontology, {**result.model_card, "headline_variant": headline})
+    write_manifest(MODEL_DIR, design, ontology, {**result.model_card, "headline_variant": headline})
     samples = REPORT_DIR / "outputs.jsonl"
     with open(samples, "w", encoding="utf-8") as f:
         for row in result.rows:

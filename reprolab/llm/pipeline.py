@@ -39,7 +39,11 @@ class FinetuneMistralConfig(StrictConfig):
     domains: list[str] = ["banking"]     # NLU++ domains; ignored for viggo
     eval_examples: int = 48              # LLM rows: fixed seeded subset of the test split (0 = all of it)
     llm_rows: list[str] = list(ROWS)     # which LLM rows to evaluate (finetuned_constrained is always run)
-    design: Literal["hybrid", "llm"] = "hybrid"  # what models/llm serves (chosen on validation)
+    design: Literal["hybrid", "llm"] = "hybrid"  # what models/llm serves (chosen on validation; NLU++ only)
+
+    def served_design(self) -> str:
+        """hybrid needs NLU++ (its tagger and value rules); any other task serves the fine-tuned LLM."""
+        return self.design if self.task == "nlupp" else "llm"
     classical: ClassicalConfig = ClassicalConfig()
     eval_batch_size: int = 16
     max_new_tokens: int = 64
@@ -61,7 +65,13 @@ class StageResult:
 
 
 def system_rows(cfg: FinetuneMistralConfig, ontology, data, splits: Path, model_dir: Path) -> tuple[list, dict]:
-    """classical and hybrid on the whole test split; the hybrid saved into the model directory."""
+    """classical and hybrid on the whole test split; the hybrid saved into the model directory.
+
+    NLU++ only (the tagger learns NLU++'s slot spans and the value rules follow its shapes): other tasks get
+    no system rows and serve the LLM.
+    """
+    if cfg.task != "nlupp":
+        return [], {"costs": {}}
     fitted = fit_classical(cfg.classical, ontology, data, splits, cfg.domains, cfg.seed)
     save_hybrid(model_dir, fitted, ontology)
     evidence, costs = [], {}
@@ -141,7 +151,8 @@ def run_local(cfg: FinetuneMistralConfig, splits: Path, corpus: Path, model_dir:
               "tokens_per_second": round(train.tokens_per_second, 1)}
     llm_rows, llm_costs = llm_evidence(rows, len(data["test"]))
     extra["costs"].update(llm_costs)
-    extra["subsets"] = {name: len(r.judged) for name, r in rows.items()} | {n: len(data["test"]) for n in SYSTEM_ROWS}
+    extra["subsets"] = {name: len(r.judged) for name, r in rows.items()} | (
+        {n: len(data["test"]) for n in SYSTEM_ROWS} if evidence else {})
     extra["train"] = timing
     return StageResult(rows, train.losses, timing, card, evidence + llm_rows, extra)
 
@@ -197,5 +208,6 @@ def run_api(cfg: FinetuneMistralConfig, splits: Path, corpus: Path, model_dir: P
     evidence, extra = system_rows(cfg, ontology, data, splits, model_dir)
     llm_rows, llm_costs = llm_evidence(rows, len(data["test"]))
     extra["costs"].update(llm_costs)
-    extra["subsets"] = {name: len(r.judged) for name, r in rows.items()} | {n: len(data["test"]) for n in SYSTEM_ROWS}
+    extra["subsets"] = {name: len(r.judged) for name, r in rows.items()} | (
+        {n: len(data["test"]) for n in SYSTEM_ROWS} if evidence else {})
     return StageResult(rows, [], {"estimate": outcome.estimate}, card, evidence + llm_rows, extra)
