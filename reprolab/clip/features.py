@@ -22,9 +22,9 @@ from reprolab.clip.data import PairSet
 
 
 def autocast(device: torch.device):
-    """bf16 autocast on GPU; fp32 on CPU. On CPU bf16 is a speed choice whose kernels depend on the ISA (AMX,
-    AVX512-BF16, or emulated under reprolab/determinism.py's AVX2 cap): the extractor opts in (`cpu_bf16`, see
-    llm/model.py `cpu_autocast`) for its LoRA steps; CLIP's cached-feature steps are small and stay fp32."""
+    """bf16 autocast on GPU; fp32 on CPU. On CPU bf16 pays only with a bf16 hardware path (AVX512-BF16, AMX;
+    llm/model.py `cpu_autocast`), which reprolab/determinism.py's AVX2 cap removes: there it runs slower than fp32
+    (the extractor's `cpu_bf16` is off for that reason) and its results would depend on the host's ISA."""
     return torch.autocast("cuda", dtype=torch.bfloat16, enabled=device.type == "cuda")
 
 
