@@ -10,6 +10,7 @@ from reprolab.config import load_section, read_params
 from reprolab.evaluation.cards import data_snapshot_hash, evidence_lines, render_card
 from reprolab.evaluation.drift import corpus_stats
 from reprolab.evaluation.plots import render_all
+from reprolab.evaluation.presentation import render_presentation
 from reprolab.evaluation.summary import EvaluateConfig, load_evidence
 from stages.common import CORPUS, REPORTS, write_json
 
@@ -28,6 +29,9 @@ def main() -> None:
         card = render_card(name, cfg.models[name], ev.evaluation, params, snapshot,
                            [str(p) for p in plots if p.name.startswith(f"{name}_")])
         (REPORTS / "cards" / f"{name}.md").write_text(card + "\n".join(evidence_lines(ev)) + "\n", encoding="utf-8")
+    (REPORTS / "presentation").mkdir(parents=True, exist_ok=True)
+    if "llm" in evidence:  # the one page for people who will not read code
+        render_presentation(REPORTS / "llm", REPORTS / "presentation" / "extractor.md")
     missing = sorted(set(cfg.models) - set(evidence))
     print(f"evaluate: {sorted(evidence) or 'no model'} checked against their per-example rows"
           + (f"; not yet evaluated: {missing}" if missing else "") + f"; {len(plots)} plots")
