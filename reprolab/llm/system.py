@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Literal
 
 from reprolab.config import StrictConfig
+from reprolab.data.atomic import replacing
 from reprolab.errors import ModelError
 from reprolab.evaluation.extraction import Judged, example_row, extraction_metrics
 from reprolab.llm.classical import (
@@ -155,11 +156,10 @@ def save_hybrid(model_dir: Path, fitted: Fitted, ontology: Ontology) -> Path:
 
     model_dir.mkdir(parents=True, exist_ok=True)
     path = model_dir / HYBRID_FILE
-    tmp = path.with_name(path.name + ".tmp")
-    joblib.dump({"intents": fitted.hybrid.intents, "tagger": fitted.hybrid.tagger, "calibrator": fitted.calibrator,
-                 "tfidf": fitted.hybrid.features.tfidf, "route_thresholds": fitted.route_thresholds,
-                 "slots": sorted(ontology.slots)}, tmp)
-    tmp.replace(path)
+    with replacing(path) as tmp:
+        joblib.dump({"intents": fitted.hybrid.intents, "tagger": fitted.hybrid.tagger,
+                     "calibrator": fitted.calibrator, "tfidf": fitted.hybrid.features.tfidf,
+                     "route_thresholds": fitted.route_thresholds, "slots": sorted(ontology.slots)}, tmp)
     return path
 
 

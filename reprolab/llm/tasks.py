@@ -9,6 +9,7 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
+from reprolab.data import jsonl
 from reprolab.errors import DatasetError
 from reprolab.llm.schema import Extraction, Ontology
 
@@ -38,10 +39,7 @@ class Example:
 
 
 def read_jsonl(path: Path) -> list[dict]:
-    if not path.is_file():
-        raise DatasetError(f"{path} not found: run the fetch and split stages first (make data repro)")
-    with open(path, encoding="utf-8") as f:
-        return [json.loads(line) for line in f if line.strip()]
+    return jsonl.read_jsonl(path, missing="run the fetch and split stages first (make data repro)")
 
 
 def nlupp_ontology(corpus: Path, domains: list[str]) -> Ontology:

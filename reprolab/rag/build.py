@@ -3,7 +3,6 @@ the resolved settings in its manifest, then evaluate retrieval and answers on th
 
 from __future__ import annotations
 
-import json
 import logging
 import shutil
 import time
@@ -13,7 +12,8 @@ from typing import Literal
 from pydantic import Field
 
 from reprolab.config import StrictConfig
-from reprolab.errors import DatasetError
+from reprolab.data.atomic import swap_in
+from reprolab.data.jsonl import read_jsonl
 from reprolab.evaluation.rag import HALVES, RagOutcome, evaluate_rag, load_labelled_set
 from reprolab.rag.config import RagConfig
 from reprolab.rag.embedding import embedding_dim
@@ -32,14 +32,6 @@ class IndexConfig(StrictConfig):
     # Backends scored beside the configured one (rag.answer.backend), on the reporting half only.
     compare_backends: list[Literal["extractive", "local", "mistral"]] = Field(default_factory=list)
     rag: RagConfig = RagConfig()
-
-
-def read_jsonl(path: Path) -> list[dict]:
-    try:
-        with open(path, encoding="utf-8") as f:
-            return [json.loads(line) for line in f if line.strip()]
-    except (OSError, json.JSONDecodeError) as e:
-        raise DatasetError(f"{path} cannot be read: {e}") from e
 
 
 def build(cfg: IndexConfig, corpus: Path, splits: Path, out: Path) -> dict:
@@ -71,8 +63,7 @@ def build(cfg: IndexConfig, corpus: Path, splits: Path, out: Path) -> dict:
         )
     finally:
         engine.close()
-    shutil.rmtree(out, ignore_errors=True)
-    tmp.rename(out)
+    swap_in(tmp, out)  # one exchange: `out` exists at every instant, the old index until the new one is complete
     return manifest
 
 

