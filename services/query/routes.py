@@ -35,7 +35,8 @@ class QueryOut(BaseModel):
     answer: str
     answerable: bool
     backend: str = Field(description="who wrote the answer: extractive (quotes), local, mistral; none when declined")
-    served_backend: str = Field(description="the backend this service runs; the index stage evaluated `extractive`")
+    served_backend: str = Field(description="the backend this service runs: the index manifest's (what the stage "
+                                "evaluated) unless ANSWER_BACKEND overrides it")
     generated: str | None
     cited: list[int] = Field(description="citation numbers the answer uses")
     passages: list[Citation]
