@@ -198,7 +198,7 @@ def test_a_fresh_clone_rebuilds_the_cheap_stages_to_the_md5s_in_dvc_lock(tmp_pat
     committed = repo.lock()
     repo.stage("snapshot")
     changed = repo.sh("git", "status", "--porcelain", "data.dvc").stdout
-    assert not changed, "the snapshot from samples/ differs from data.dvc"
+    assert not changed, "data.dvc does not record this commit's samples/: run `make data`, commit data.dvc"
     repo.dvc("repro", "--force", "train_clip")
     rebuilt = repo.lock()
     differ = {stage: sorted(path for path, md5 in lock_outs(committed, stage).items()
