@@ -62,7 +62,8 @@ def worker_llm(out: Path, steps: int, bf16: bool) -> dict:
                                          "max_train_examples": steps * stage.local.batch_size})
     onto, data = load_task(stage.task, REPO / "splits", REPO / "corpus", stage.domains)
     r = train_lora(cfg, onto, data["train"], out / "llm")
-    return {"seconds": r.seconds, "tokens_per_second": r.tokens_per_second, "digest": tree_digest(out / "llm"),
+    return {"seconds": r.seconds, "tokens_per_second": r.tokens_per_second,
+            "digest": tree_digest(out / "llm"),
             "final_loss": r.losses[-1]["loss"] if r.losses else float("nan")}
 
 
@@ -70,7 +71,8 @@ def run_worker(kind: str, pinned: bool, *args: str) -> dict:
     env = {k: v for k, v in os.environ.items() if k not in PIN_VARS}
     env.update(HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", TOKENIZERS_PARALLELISM="false")
     with tempfile.TemporaryDirectory(prefix="bench-determinism-") as tmp:
-        cmd = [sys.executable, __file__, "--worker", kind, "--out", tmp, *(["--pinned"] if pinned else []), *args]
+        cmd = [sys.executable, __file__, "--worker", kind, "--out", tmp, *(["--pinned"] if pinned else []),
+               *args]
         proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True)
     if proc.returncode != 0:
         raise SystemExit(f"{kind} worker failed:\n{proc.stderr[-4000:]}")
@@ -117,14 +119,15 @@ def main() -> None:
                 ("unpinned, float32", False, False, args.llm_steps),
                 ("pinned, float32", True, False, args.llm_steps)]
         print("\nfinetune_mistral: LoRA steps of the stage recipe (params.yaml finetune_mistral.local)")
-        print(f"{'setting':24s} {'ATen':>7s} {'steps':>5s} {'seconds':>8s} {'tokens/s':>9s} {'speed ratio':>11s} "
-              f"{'last loss':>10s}  adapter digest", flush=True)
+        print(f"{'setting':24s} {'ATen':>7s} {'steps':>5s} {'seconds':>8s} {'tokens/s':>9s} "
+              f"{'speed ratio':>11s} {'last loss':>10s}  adapter digest", flush=True)
         base = None
         for name, pinned, bf16, steps in plan:
             r = run_worker("llm", pinned, "--llm-steps", str(steps), *(["--bf16"] if bf16 else []))
             base = base or r["tokens_per_second"]
             print(f"{name:24s} {r['aten']:>7s} {steps:5d} {r['seconds']:8.1f} {r['tokens_per_second']:9.1f} "
-                  f"{r['tokens_per_second'] / base:10.2f}x {r['final_loss']:10.4f}  {r['digest']}", flush=True)
+                  f"{r['tokens_per_second'] / base:10.2f}x {r['final_loss']:10.4f}  {r['digest']}",
+                  flush=True)
 
 
 if __name__ == "__main__":
