@@ -24,8 +24,8 @@ ATEN_LEVELS = ("default", "avx2", "avx512")                    # ATEN_CPU_CAPABI
 ONEDNN_LEVELS = ("SSE41", "AVX", "AVX2", "AVX2_VNNI", "AVX2_VNNI_2", "AVX512_CORE", "AVX512_CORE_VNNI",
                  "AVX512_CORE_BF16", "AVX10_1_512", "AVX512_CORE_FP16", "AVX10_1_512_AMX", "AVX512_CORE_AMX",
                  "AVX10_1_512_AMX_FP16", "AVX512_CORE_AMX_FP16", "ALL")  # ONEDNN_MAX_CPU_ISA
-MKL_LEVELS = ("SSE4_2", "AVX", "AVX2", "AVX512", "AVX512_E1", "AVX512_E2", "AVX512_E3", "AVX512_E4",
-              "AVX512_E5")                                     # MKL_ENABLE_INSTRUCTIONS
+MKL_LEVELS = ("SSE4_2", "AVX", "AVX2", "AVX2_E1", "AVX512", "AVX512_E1", "AVX512_E2", "AVX512_E3",
+              "AVX512_E4", "AVX512_E5")                        # MKL_ENABLE_INSTRUCTIONS
 
 CAP = {
     "ATEN_CPU_CAPABILITY": "avx2",

@@ -71,6 +71,14 @@ def test_an_unknown_isa_is_an_error_that_names_it():
         cpu_pin({"ONEDNN_MAX_CPU_ISA": "AVX9"})
 
 
+def test_a_stage_refuses_an_unknown_isa_in_one_line(tmp_path):
+    proc = subprocess.run([sys.executable, "-m", "stages.split"], cwd=tmp_path, capture_output=True, text=True,
+                          env=stage_env(ONEDNN_MAX_CPU_ISA="AVX9"), timeout=120)
+    assert proc.returncode == 2
+    assert proc.stderr.startswith("error: CPU pin: ONEDNN_MAX_CPU_ISA='AVX9' is not one of")
+    assert "Traceback" not in proc.stderr
+
+
 def test_pin_cpu_writes_the_mapping_it_is_given():
     env = {"PATH": "/bin"}
     pin = pin_cpu(env)
