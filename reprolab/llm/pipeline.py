@@ -120,7 +120,9 @@ def run_local(cfg: FinetuneMistralConfig, splits: Path, corpus: Path, model_dir:
     bf16 = cpu_autocast(cfg.local.device, cfg.local.cpu_bf16)  # every row decodes under the same precision
     base, tokenizer = load_chat_model(cfg.local.model, device=cfg.local.device)
     with bf16:
-        shots = ShotSelector(data["train"], cfg.few_shot_k).select_many([ex.text for ex in test])
+        shots = None
+        if any(name.startswith("few_shot") for name in wanted):
+            shots = ShotSelector(data["train"], cfg.few_shot_k).select_many([ex.text for ex in test])
         for style in ("zero_shot", "few_shot"):
             for constrained in (False, True):
                 name = style + ("_constrained" if constrained else "")
