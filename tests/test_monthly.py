@@ -85,8 +85,8 @@ class Clone(PipelineRepo):
         return proc, result
 
     def merge_pr(self, month: str) -> None:
-        """What retrain.yml pushes (the files of .monthly/files.txt on retrain/<month>), merged by a reviewer."""
-        branch = f"retrain/{month}"
+        """What retrain.yml pushes (the files of .monthly/files.txt on its branch), merged by a reviewer."""
+        branch = f"retrain/{month}-tiny"
         message = (self.root / ".monthly/commit_message.txt").read_text()
         self.sh("git", "switch", "-q", "-C", branch)
         self.sh("git", "add", "--pathspec-from-file=.monthly/files.txt")
@@ -154,7 +154,7 @@ def test_four_months_against_the_customers_bucket(tmp_path, s3_bucket, moto_endp
     assert m1["changed"] and m1["source"] == upstream.url and not m1["source_is_samples"]
     assert set(m1["stages_run"]) == EVERY_STAGE
     assert m1["records"]["art"] == 48 and m1["records"]["nlupp"] == messages_1 and m1["records"]["docs"] == 1
-    assert m1["pushed"] == "pushed" and m1["branch"] == "retrain/2026-01"
+    assert m1["pushed"] == "pushed" and m1["branch"] == "retrain/2026-01-tiny"
     files = (out / "files.txt").read_text().split()
     assert "dvc.lock" in files and "data.dvc" in files and "params.yaml" not in files
     assert "[skip ci]" not in (out / "commit_message.txt").read_text().lower()
