@@ -1,7 +1,7 @@
 """Contrastive training of a CLIP model's trainable part, with early stopping on validation recall.
 
 `train` is the whole loop, top to bottom: data, forward, loss (open_clip's ClipLoss), backward, step,
-schedule (transformers' cosine with warmup), evaluate, log, keep the best. The stage runs it twice
+schedule (open_clip's warmup + cosine, from torch's schedulers), evaluate, log, keep the best. The stage runs it twice
 (reprolab.clip.experiment): heads only on pooled frozen features (the reference row), then the unlocked
 layers as well; the inputs come from the feature cache (reprolab.clip.features).
 
@@ -26,7 +26,7 @@ import torch.distributed as dist
 import torch.nn.functional as F
 from open_clip.loss import ClipLoss
 from torch.nn.parallel import DistributedDataParallel
-from transformers import get_cosine_schedule_with_warmup
+from torch.optim.lr_scheduler import CosineAnnealingLR, LinearLR, LRScheduler, SequentialLR
 
 from reprolab.clip.data import PairSet, caption_batches
 from reprolab.clip.features import CachedInputs, Towers, autocast, batched
@@ -155,6 +155,15 @@ def _freeze_batchnorm(module: torch.nn.Module) -> None:
             m.eval()
 
 
+def warmup_cosine(optimizer: torch.optim.Optimizer, warmup: int, total: int) -> LRScheduler:
+    """open_clip_train's `cosine_lr` from torch's schedulers (it keeps each param group's own lr): linear warmup
+    from lr/warmup to lr over `warmup` steps, then cosine to 0 at `total`."""
+    if warmup <= 1:
+        return CosineAnnealingLR(optimizer, T_max=max(1, total))
+    return SequentialLR(optimizer, [LinearLR(optimizer, 1 / warmup, 1.0, total_iters=warmup - 1),
+                                    CosineAnnealingLR(optimizer, T_max=max(1, total - warmup))], milestones=[warmup])
+
+
 def train(
     stage: str,
     model: torch.nn.Module,
@@ -177,7 +186,7 @@ def train(
     generator = torch.Generator().manual_seed(cfg.seed)  # the same batches and augmentations on every rank
     steps_per_epoch = len(caption_batches(train_set.pairs, cfg.batch_size, torch.Generator().manual_seed(cfg.seed)))
     total_steps = epochs * steps_per_epoch
-    scheduler = get_cosine_schedule_with_warmup(optimizer, int(total_steps * cfg.warmup_fraction), total_steps)
+    scheduler = warmup_cosine(optimizer, int(total_steps * cfg.warmup_fraction), total_steps)
     best_score, best_state, stale, history = -1.0, None, 0, []
     for epoch in range(1, epochs + 1):
         towers.train()
