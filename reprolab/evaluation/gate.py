@@ -156,7 +156,7 @@ def judge(new: dict[str, ModelEvidence], base: dict[str, ModelEvidence], base_va
         old = base.get(model)
         comparisons = compare_model(evidence, old, base_values.get(model, {}) if has_base else {})
         verdict.comparisons += comparisons
-        if has_base and model in base_values and (old is None or old.rows is None):
+        if has_base and base_values.get(model) and (old is None or old.rows is None):
             verdict.add(model, "warn", f"{model}: the base revision has no per-example results, so its changes "
                         "are shown but cannot be tested against noise")
         for c in comparisons:
