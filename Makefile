@@ -25,7 +25,7 @@ help:
 	@echo "make test   - set up, then run the test suite"
 	@echo "make report - write reports/pr_report.md against BASE (default: HEAD~1)"
 	@echo "make monthly - one month: snapshot, repro, push, report, gate verdict; the PR files in .monthly/"
-	@echo "make serve  - start the ingest and query services on 127.0.0.1:8000 with embedded Qdrant"
+	@echo "make serve  - start the ingest and query services on 127.0.0.1:8000 with embedded Qdrant (writes: a dev key)"
 	@echo "make bench  - run the benchmarks under bench/"
 
 setup: $(STAMP)
@@ -64,8 +64,17 @@ profile: setup
 	$(BIN)/python -m reprolab.profiles $(PROFILE)
 
 # Ingest + query in one process (one embedded Qdrant client for both), serving the index stage's folder.
+# Writes need a key: WRITE_API_KEYS from the environment, else a dev key generated once into SERVE_KEY_FILE
+# (mode 600, git-ignored). Only the file's name is printed, never the key.
+SERVE_KEY_FILE ?= .serve-write-key
 serve: setup
-	$(BIN)/python -m uvicorn services.app:app --host 127.0.0.1 --port $${PORT:-8000}
+	@if [ -z "$${WRITE_API_KEYS:-}" ]; then \
+	  test -s "$(SERVE_KEY_FILE)" || (umask 077 && $(BIN)/python -c 'import secrets; print(secrets.token_urlsafe(32))' > "$(SERVE_KEY_FILE)"); \
+	  echo "make serve: ingest and delete need the dev key in $(SERVE_KEY_FILE) (examples/ingest.sh reads it):"; \
+	  echo "  curl -H \"Authorization: Bearer \$$(cat $(SERVE_KEY_FILE))\" -X POST http://127.0.0.1:$${PORT:-8000}/documents ..."; \
+	fi
+	@WRITE_API_KEYS="$${WRITE_API_KEYS:-$$(cat "$(SERVE_KEY_FILE)")}" \
+	  exec $(BIN)/python -m uvicorn services.app:app --host 127.0.0.1 --port $${PORT:-8000}
 
 clean:
 	rm -rf corpus splits models index .pytest_cache

@@ -3,7 +3,8 @@
 Every service calls `install(app)` and gets, for free: error mapping, request counts and latency histograms per
 route and status, a model-version info metric, /healthz, /readyz and /metrics. Routes guard themselves with
 `dependencies=[WriteAccess]` or `[ReadAccess]`; keys come from WRITE_API_KEYS / READ_API_KEYS (comma-separated,
-several at once so a key can rotate) and are compared with hmac.compare_digest. No key is ever logged.
+several at once so a key can rotate) and are compared with hmac.compare_digest. Without WRITE_API_KEYS writes are
+refused (503), never open; without READ_API_KEYS reads are open. No key is ever logged.
 """
 
 from __future__ import annotations
@@ -111,9 +112,18 @@ def _check_key(request: Request, credentials: HTTPAuthorizationCredentials | Non
         raise AuthError(f"the API key is not valid for {access} access", 403)
 
 
+WRITES_DISABLED = "writes disabled: set WRITE_API_KEYS (comma-separated bearer keys) to ingest or delete"
+
+
 def require_write(request: Request, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]):
-    """Ingest and delete: a key from WRITE_API_KEYS (open only when none is configured, warned at start)."""
-    _check_key(request, credentials, request.app.state.settings.write_keys(), "write")
+    """Ingest and delete: a key from WRITE_API_KEYS; with none configured every write is refused (503), so a
+    forgotten variable closes the service instead of opening it."""
+    allowed = request.app.state.settings.write_keys()
+    if not allowed:
+        log.warning("request refused", extra={"path": request.url.path, "access": "write",
+                                               "reason": "WRITE_API_KEYS not set"})
+        raise AuthError(WRITES_DISABLED, 503)
+    _check_key(request, credentials, allowed, "write")
 
 
 def require_read(request: Request, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]):
@@ -141,12 +151,12 @@ def open_engine(settings: Settings) -> RagEngine:
 
 
 def start(app: FastAPI) -> Settings:
-    """What every lifespan does first: logging, settings on app.state, a warning when writes are open."""
+    """What every lifespan does first: logging, settings on app.state, a warning when writes are disabled."""
     logs.configure()
     settings = get_settings()
     app.state.settings = settings
     if not settings.write_keys():
-        log.warning("WRITE_API_KEYS is not set: ingest and delete accept requests without a key")
+        log.warning("WRITE_API_KEYS is not set: ingest and delete answer 503 until it is")
     return settings
 
 

@@ -29,7 +29,7 @@ class Settings(BaseSettings):
     qdrant_api_key: str | None = Field(None, repr=False, description="the Qdrant server's QDRANT__SERVICE__API_KEY")
 
     # Who may write (ingest, delete) and read (query, extract, embed): comma-separated bearer keys, several at
-    # once so a key can rotate. No write key: writes are open (warned at start). No read key: reads are open.
+    # once so a key can rotate. No write key: writes are refused (503). No read key: reads are open.
     write_api_keys: str = Field("", repr=False)
     read_api_keys: str = Field("", repr=False)
 

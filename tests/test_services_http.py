@@ -19,6 +19,8 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 SAMPLE = REPO / "samples" / "docs" / "como-funciona-hotmart.txt"
 LIMIT = 200_000
+WRITE_KEY = "test-write-key-6512bd43d9caa6e0"  # writes are refused (503) without WRITE_API_KEYS
+WRITE = {"Authorization": f"Bearer {WRITE_KEY}"}
 
 
 def _free_port() -> int:
@@ -75,7 +77,7 @@ def write_manifest(tmp: Path, dim: int = 384) -> Path:
 def _env(tmp: Path, **extra) -> dict:
     return {"QDRANT_PATH": str(tmp / "qdrant"), "INDEX_MANIFEST": str(write_manifest(tmp)),
             "CLIP_MODEL_DIR": str(tmp / "no-clip"), "MAX_UPLOAD_BYTES": str(LIMIT), "MAX_QUESTION_CHARS": "2000",
-            **extra}
+            "WRITE_API_KEYS": WRITE_KEY, **extra}
 
 
 @pytest.fixture(scope="module")
@@ -90,7 +92,8 @@ def served(tmp_path_factory):
 
 
 def _upload(url, name, data, content_type="text/plain", **form):
-    return httpx.post(url + "/documents", files={"file": (name, data, content_type)}, data=form, timeout=120)
+    return httpx.post(url + "/documents", files={"file": (name, data, content_type)}, data=form, headers=WRITE,
+                      timeout=120)
 
 
 def _points(url) -> int:
@@ -126,10 +129,12 @@ def test_ingest_query_reingest_and_replace(served):
 
     # A changed document replaces its chunks: no duplicates, no orphans.
     doc_id = "docs/changing.txt"
-    v1 = httpx.post(url + "/documents", json={"id": doc_id, "text": "Primeira versão. " * 400}, timeout=60).json()
+    v1 = httpx.post(url + "/documents", json={"id": doc_id, "text": "Primeira versão. " * 400}, headers=WRITE,
+                    timeout=60).json()
     assert v1["status"] == "created"
     assert _points(url) == points + v1["chunks"]
-    v2 = httpx.post(url + "/documents", json={"id": doc_id, "text": "Segunda versão curta."}, timeout=60).json()
+    v2 = httpx.post(url + "/documents", json={"id": doc_id, "text": "Segunda versão curta."}, headers=WRITE,
+                    timeout=60).json()
     assert v2["status"] == "updated" and v2["chunks"] == 1
     assert _points(url) == points + 1
     got = httpx.get(f"{url}/documents/{doc_id}", timeout=10).json()
@@ -137,7 +142,7 @@ def test_ingest_query_reingest_and_replace(served):
     hits = httpx.post(url + "/query", json={"question": "Primeira versão", "filters": {"document_id": doc_id},
                                             "generate": False}, timeout=60).json()["passages"]
     assert all("Primeira" not in p["text"] for p in hits)
-    assert httpx.delete(f"{url}/documents/{doc_id}", timeout=10).status_code == 200
+    assert httpx.delete(f"{url}/documents/{doc_id}", headers=WRITE, timeout=10).status_code == 200
     assert _points(url) == points
     assert doc_id not in [d["document_id"] for d in httpx.get(url + "/documents", timeout=10).json()]
 
@@ -152,7 +157,8 @@ def test_parallel_ingests_of_one_document_leave_one_copy(served):
     body = {"id": "docs/concurrent.txt", "text": "".join(text % i for i in range(300))}
     before = _points(url)
     with ThreadPoolExecutor(8) as pool:
-        results = list(pool.map(lambda _: httpx.post(url + "/documents", json=body, timeout=120), range(8)))
+        results = list(pool.map(lambda _: httpx.post(url + "/documents", json=body, headers=WRITE, timeout=120),
+                                range(8)))
     assert all(r.status_code == 200 for r in results), [r.text for r in results]
     statuses = sorted(r.json()["status"] for r in results)
     assert statuses == ["created"] + ["unchanged"] * 7
@@ -193,7 +199,7 @@ def test_bad_input_gets_a_clear_4xx(served, case, status, needle):
     url = served.url
     before = _points(url)
     if case == "empty body":
-        r = httpx.post(url + "/documents", content=b"", headers={"content-type": "application/json"})
+        r = httpx.post(url + "/documents", content=b"", headers={**WRITE, "content-type": "application/json"})
     elif case == "zero-byte file":
         r = _upload(url, "empty.txt", b"")
     elif case == "file over the limit":
@@ -205,17 +211,17 @@ def test_bad_input_gets_a_clear_4xx(served, case, status, needle):
     elif case == "invalid utf-8":
         r = _upload(url, "latin1.txt", "informação em latin-1".encode("latin-1"))
     elif case == "wrong content type":
-        r = httpx.post(url + "/documents", content=b"<doc/>", headers={"content-type": "application/xml"})
+        r = httpx.post(url + "/documents", content=b"<doc/>", headers={**WRITE, "content-type": "application/xml"})
     elif case == "wrong file type":
         r = _upload(url, "sheet.xlsx", b"PK\x03\x04", "application/octet-stream")
     elif case == "json without text":
-        r = httpx.post(url + "/documents", json={"metadata": {}})
+        r = httpx.post(url + "/documents", json={"metadata": {}}, headers=WRITE)
     elif case == "100 kB question":
         r = httpx.post(url + "/query", json={"question": "a" * 100_000}, timeout=30)
     elif case == "unknown document id":
         r = httpx.get(url + "/documents/docs/missing.txt")
     else:
-        r = httpx.delete(url + "/documents/docs/missing.txt")
+        r = httpx.delete(url + "/documents/docs/missing.txt", headers=WRITE)
     assert r.status_code == status, r.text
     assert needle.lower() in r.json()["detail"].lower()
     assert _points(url) == before  # nothing half-written
@@ -232,7 +238,8 @@ def test_qdrant_unreachable_gives_503(tmp_path):
         assert httpx.get(svc.url + "/healthz").status_code == 200
         r = httpx.get(svc.url + "/readyz", timeout=30)
         assert r.status_code == 503 and "unreachable" in r.json()["detail"]
-        r = httpx.post(svc.url + "/documents", json={"id": "docs/x.txt", "text": "Olá."}, timeout=30)
+        r = httpx.post(svc.url + "/documents", json={"id": "docs/x.txt", "text": "Olá."}, headers=WRITE,
+                       timeout=30)
         assert r.status_code == 503, r.text
         r = httpx.post(svc.url + "/query", json={"question": "Olá?"}, timeout=30)
         assert r.status_code == 503, r.text
@@ -265,9 +272,10 @@ def test_a_document_is_found_by_the_very_next_query_and_ids_are_addressable(serv
                       timeout=60).json()
     assert body["passages"][0]["document_id"] == "docs/xilofonorama.txt" and "1931" in body["answer"]
     assert httpx.get(url + "/documents/docs/xilofonorama.txt", timeout=10).status_code == 200
-    r = httpx.post(url + "/documents", json={"id": "docs/../../etc/passwd.txt", "text": "x"}, timeout=10)
+    r = httpx.post(url + "/documents", json={"id": "docs/../../etc/passwd.txt", "text": "x"}, headers=WRITE,
+                   timeout=10)
     assert r.status_code == 400 and "'..'" in r.json()["detail"]
-    assert httpx.delete(url + "/documents/docs/xilofonorama.txt", timeout=10).status_code == 200
+    assert httpx.delete(url + "/documents/docs/xilofonorama.txt", headers=WRITE, timeout=10).status_code == 200
 
 
 @pytest.mark.slow
