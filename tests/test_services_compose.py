@@ -20,7 +20,8 @@ def test_compose_services_health_order_ports_and_volumes():
     services = compose["services"]
     assert {"qdrant", "ingest", "query", "embed", "extract"} <= set(services)
     default = {name for name, svc in services.items() if "profiles" not in svc}
-    assert default == {"qdrant", "ingest", "query", "embed", "extract"}
+    assert default == {"qdrant", "ingest", "query", "embed", "extract", "images"}
+    default -= {"images"}  # the one-shot job: no healthcheck, it exits (test_the_images_job_runs_before_query)
     assert services["qdrant"]["image"].startswith("qdrant/qdrant:")
     for name, svc in services.items():
         if "healthcheck" in svc:
@@ -48,6 +49,30 @@ def test_compose_services_health_order_ports_and_volumes():
     for name in ("ingest", "query", "embed"):
         unknown = set(services[name]["environment"]) - fields - {"REPROLAB_LOG_LEVEL"}
         assert not unknown, f"{name}: {unknown}"
+
+
+def test_the_images_job_runs_before_query():
+    """The one-shot that builds the images collection: its command exists, it waits for Qdrant, query waits for it
+    to succeed, and what it mounts is what the query service embeds with (tests/test_ops_sample_images.py runs it)."""
+    services = _compose()["services"]
+    job, query = services["images"], services["query"]
+    assert job["build"] == query["build"] and job["restart"] == "no"
+    command = job["command"]
+    assert command[:3] == ["python", "-m", "services.ingest.images"]
+    assert (REPO / "services" / "ingest" / "images.py").is_file()
+    samples = command[command.index("--samples") + 1]
+    mounts = {v.split(":")[1]: v.split(":")[0] for v in job["volumes"]}
+    assert (REPO / mounts[samples] / "descriptions.json").is_file() and (REPO / mounts[samples] / "images").is_dir()
+    assert job["environment"]["CLIP_MODEL_DIR"] == query["environment"]["CLIP_MODEL_DIR"]
+    assert mounts[job["environment"]["CLIP_MODEL_DIR"]] == "./models/clip"
+    assert job["environment"]["INDEX_MANIFEST"] == query["environment"]["INDEX_MANIFEST"]
+    assert job["environment"]["QDRANT_URL"] == "http://qdrant:6333"
+    assert job["environment"]["QDRANT_API_KEY"].startswith("${QDRANT_API_KEY:?")
+    assert job["depends_on"]["qdrant"]["condition"] == "service_healthy"
+    assert query["depends_on"]["images"]["condition"] == "service_completed_successfully"
+    from services.settings import Settings
+
+    assert set(job["environment"]) - {f.upper() for f in Settings.model_fields} == {"REPROLAB_LOG_LEVEL"}
 
 
 def test_qdrant_runs_with_its_api_key_and_is_published_only_when_asked():
