@@ -8,7 +8,7 @@ import pytest
 
 from reprolab.data import atomic
 from reprolab.data.atomic import replacing, staged_folder, swap_in, write_json
-from reprolab.data.jsonl import read_jsonl, write_jsonl
+from reprolab.data.jsonl import parse_jsonl, read_jsonl, write_jsonl
 from reprolab.errors import DatasetError, ModelError
 from reprolab.packages import package_dir
 
@@ -80,6 +80,21 @@ def test_jsonl_round_trip_and_errors_that_name_the_file_and_line(tmp_path):
     with pytest.raises(DatasetError, match="missing.jsonl not found: run the split stage"):
         read_jsonl(tmp_path / "missing.jsonl", missing="run the split stage")
     assert read_jsonl(tmp_path / "missing.jsonl", missing_ok=True) == []
+
+
+def test_evidence_reads_and_writes_examples_through_the_one_jsonl_module(tmp_path):
+    from reprolab.evaluation.evidence import EvidenceError, parse_examples, read_examples, write_examples
+
+    assert parse_jsonl('{"a": 1}\n\n{"b": 2}\n', "x") == [{"a": 1}, {"b": 2}]
+    with pytest.raises(EvidenceError, match=r"abc123:reports/rag/examples\.jsonl:2 is not valid JSON"):
+        parse_examples('{"id": "a"}\nnot json\n', "abc123:reports/rag/examples.jsonl")
+    with pytest.raises(EvidenceError, match=r"examples:1 must be a JSON object"):
+        parse_examples("[1]\n")
+    rows = [{"variant": "b", "id": "1", "hit": 1}, {"variant": "a", "id": "2", "hit": 0}]
+    write_examples(tmp_path / "examples.jsonl", rows)
+    write_jsonl(tmp_path / "sorted.jsonl", sorted(rows, key=lambda r: (r["variant"], r["id"])))
+    assert (tmp_path / "examples.jsonl").read_bytes() == (tmp_path / "sorted.jsonl").read_bytes()
+    assert read_examples(tmp_path / "examples.jsonl")[0]["variant"] == "a"
 
 
 def test_packaged_weights_folder_or_an_error_naming_what_to_install():

@@ -22,6 +22,12 @@ def read_jsonl(path: Path, missing: str | None = None, missing_ok: bool = False)
         raise DatasetError(f"{path} not found" + (f": {missing}" if missing else "")) from e
     except OSError as e:
         raise DatasetError(f"{path} cannot be read: {e}") from e
+    return parse_jsonl(text, str(path))
+
+
+def parse_jsonl(text: str, where: str) -> list[dict]:
+    """One dict per non-blank line of `text`; a line that is not a JSON object is a DatasetError naming `where`
+    (a file, or a revision's file) and the line."""
     rows = []
     for number, line in enumerate(text.splitlines(), 1):
         if not line.strip():
@@ -29,9 +35,9 @@ def read_jsonl(path: Path, missing: str | None = None, missing_ok: bool = False)
         try:
             row = json.loads(line)
         except json.JSONDecodeError as e:
-            raise DatasetError(f"{path}:{number} is not valid JSON ({e.msg})") from e
+            raise DatasetError(f"{where}:{number} is not valid JSON ({e.msg})") from e
         if not isinstance(row, dict):
-            raise DatasetError(f"{path}:{number} must be a JSON object, got {type(row).__name__}")
+            raise DatasetError(f"{where}:{number} must be a JSON object, got {type(row).__name__}")
         rows.append(row)
     return rows
 

@@ -12,7 +12,6 @@ new revision has are scored beside it.
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -21,7 +20,8 @@ from typing import Iterable, Literal, Sequence
 import numpy as np
 from scipy import stats
 
-from reprolab.data.atomic import write_json, write_text
+from reprolab.data.atomic import write_json
+from reprolab.data.jsonl import parse_jsonl, write_jsonl
 from reprolab.errors import DatasetError
 
 Direction = Literal["higher", "lower", "count"]
@@ -217,23 +217,15 @@ def evaluate_variants(specs: Sequence[MetricSpec], rows: Iterable[dict], seed: i
 
 def write_examples(path: Path, rows: Iterable[dict]) -> None:
     """One JSON object per line, sorted by (variant, id): stable bytes for a stable evaluation."""
-    ordered = sorted(rows, key=lambda r: (str(r["variant"]), str(r["id"])))
-    write_text(path, "".join(json.dumps(r, sort_keys=True, ensure_ascii=False) + "\n" for r in ordered))
+    write_jsonl(path, sorted(rows, key=lambda r: (str(r["variant"]), str(r["id"]))))
 
 
 def parse_examples(text: str, where: str = "examples") -> list[dict]:
-    rows = []
-    for number, line in enumerate(text.splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as e:
-            raise EvidenceError(f"{where} line {number} is not JSON ({e})") from e
-        if not isinstance(row, dict):
-            raise EvidenceError(f"{where} line {number} must be a JSON object")
-        rows.append(row)
-    return rows
+    """The rows of an examples.jsonl text (`where` names it in errors: a path, or a revision's file)."""
+    try:
+        return parse_jsonl(text, where)
+    except DatasetError as e:
+        raise EvidenceError(str(e)) from e
 
 
 def read_examples(path: Path) -> list[dict]:
