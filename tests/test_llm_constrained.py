@@ -93,3 +93,30 @@ def test_looping_model_cannot_repeat_intents(tokenizer_data):
     assert parsed.schema_valid, text
     intents = json.loads(text)["intents"]
     assert len(intents) == len(set(intents)), text
+
+
+@pytest.mark.parametrize("prefix", [
+    '{"intents":[],"slots":{"date":{"day":1,"month":1,"year":2022},',   # the parser would allow '}' next
+    '{"intents":["card",',                                             # closing here would repeat "card"
+    '{"intents":[],"slots":{"company_name":"x" ,',
+])
+def test_finish_drops_a_trailing_comma(tokenizer_data, prefix):
+    from reprolab.llm.constrained import SchemaConstraint
+
+    _, data = tokenizer_data
+    text = SchemaConstraint(data, SCHEMA).finish(prefix)
+    parsed = parse_extraction(text, SCHEMA)
+    assert parsed.schema_valid, text
+    intents = json.loads(text)["intents"]
+    assert len(intents) == len(set(intents)), text
+
+
+def test_numbers_are_bounded(tokenizer_data):
+    tok, data = tokenizer_data
+    # a "model" that always wants one more digit
+    text = _decode(tok, data, 48, '{"intents":[],"slots":{"amount_of_money":{"amount":10.',
+                   lambda s, t: (s.strip().isdigit(), len(s), -t))
+    parsed = parse_extraction(text, SCHEMA)
+    assert parsed.schema_valid, text
+    amount = text.split('"amount":')[1].split(",")[0].split("}")[0]
+    assert len(amount.strip()) <= 16, text     # the cap is 12 characters; the last token may end past it

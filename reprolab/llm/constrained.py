@@ -7,6 +7,8 @@ few lines of glue that integration held: the vocabulary table and a `prefix_allo
 
 from __future__ import annotations
 
+import re
+
 from lmformatenforcer import CharacterLevelParserConfig, JsonSchemaParser
 from lmformatenforcer.tokenenforcer import TokenEnforcer, TokenEnforcerTokenizerData
 
@@ -26,6 +28,11 @@ def enforcer_tokenizer_data(tokenizer) -> TokenEnforcerTokenizerData:
 
     return TokenEnforcerTokenizerData(regular, decode, tokenizer.eos_token_id, False, vocab_size)
 
+
+# A number longer than this (digits, '.', sign, exponent) gets no more digits: a small model otherwise writes
+# `10.000000...` until the token budget runs out.
+MAX_NUMBER_CHARS = 12
+NUMBER_TAIL = re.compile(r"-?[0-9][0-9.eE+-]*$")
 
 # Preferred characters when closing an output the token budget cut: end containers, strings, then the
 # shortest legal filler (an empty string, a zero) for required fields still missing.
@@ -75,6 +82,14 @@ def closing_suffix(prefix: str, schema: dict, limit: int = 2000) -> str:
     return out
 
 
+def drop_trailing_comma(text: str) -> str:
+    """`text` without a ',' it ends on outside a string: lm-format-enforcer accepts '}' right after one
+    (`{"a":"b",}`, invalid JSON), and in the intents array a closing value would repeat an intent."""
+    inside, last, _ = _scan(text, False, "")
+    stripped = text.rstrip()
+    return stripped[:-1] if not inside and last == "," and stripped.endswith(",") else text
+
+
 def intent_array_ok(text: str, intents: list[str]) -> bool:
     """False when the generated `text` repeats an intent, or has an open intent string whose every
     completion is already used (so the model cannot loop on one label: uniqueItems, enforced while decoding).
@@ -115,6 +130,7 @@ class SchemaConstraint:
         self.whitespace = {i for i, text, _ in data.regular_tokens if text and not text.strip()}
         self.closing = {i for i, text, _ in data.regular_tokens if "}" in text or "]" in text}
         self.digits = {i for i, text, _ in data.regular_tokens if text.strip().isdigit()}
+        self.number_parts = {i for i, text, _ in data.regular_tokens if text[:1] and text[0] in "0123456789.eE+-"}
         self.start_len: int | None = None
 
     def __call__(self, batch_id: int, input_ids) -> list[int]:
@@ -122,17 +138,24 @@ class SchemaConstraint:
         if self.start_len is None:
             self.start_len = len(tokens)  # rows share one length (left padding): the first call is the prompt
         allowed = self.enforcer.get_allowed_tokens(tokens).allowed_tokens
-        if self.intents:
-            generated = self.decode(tokens[self.start_len:])
-            if '"slots"' not in generated:
-                unique = [t for t in allowed if intent_array_ok(generated + self.text.get(t, ""), self.intents)]
-                allowed = unique or allowed
-        allowed = self._no_dangling_commas(self.decode(tokens[self.start_len:]), allowed)
+        generated = self.decode(tokens[self.start_len:])
+        if self.intents and '"slots"' not in generated:
+            unique = [t for t in allowed if intent_array_ok(generated + self.text.get(t, ""), self.intents)]
+            allowed = unique or allowed
+        allowed = self._no_dangling_commas(generated, allowed)
+        allowed = self._bounded_numbers(generated, allowed)
         # The parser ends a number only at whitespace; anywhere else whitespace just burns the token budget.
         in_number = any(t in self.digits for t in allowed) and tokens[-1] not in self.whitespace
         if in_number:
             return allowed
         return [t for t in allowed if t not in self.whitespace] or allowed
+
+    def _bounded_numbers(self, generated: str, allowed: list[int]) -> list[int]:
+        """No token that would lengthen a number already MAX_NUMBER_CHARS long (outside strings)."""
+        tail = NUMBER_TAIL.search(generated)
+        if tail is None or len(tail.group()) < MAX_NUMBER_CHARS or _scan(generated, False, "")[0]:
+            return allowed
+        return [t for t in allowed if t not in self.number_parts] or allowed
 
     def _no_dangling_commas(self, generated: str, allowed: list[int]) -> list[int]:
         """lm-format-enforcer lets '}' or ']' follow a ',' in an object with no required key left (invalid
@@ -142,5 +165,9 @@ class SchemaConstraint:
         return keep or allowed
 
     def finish(self, text: str) -> str:
-        """`text` completed to a schema-valid object when the budget cut it (unchanged when already complete)."""
+        """`text` completed to a schema-valid object when the budget cut it (unchanged when already complete):
+        a trailing ',' dropped, then the shortest schema-legal suffix appended."""
+        if not closing_suffix(text, self.schema):
+            return text
+        text = drop_trailing_comma(text)
         return text + closing_suffix(text, self.schema)
