@@ -101,7 +101,11 @@ def test_prometheus_config_loads_the_rules_and_scrapes_every_compose_service():
     assert config["rule_files"] == ["/etc/prometheus/alerts.yml"]
     jobs = {j["job_name"]: j for j in config["scrape_configs"]}
     compose = yaml.safe_load((REPO / "docker-compose.yaml").read_text())["services"]
-    for name in ("ingest", "query", "embed"):
+    served = {name for name, svc in compose.items() if str(svc.get("build", {}).get("dockerfile", "")).startswith(
+        "services/")} - {"images"}  # every long-running service image, the extractor's included
+    assert served == {"ingest", "query", "embed", "extract"}
+    assert {j for j in jobs if j.startswith("reprolab-")} == {f"reprolab-{name}" for name in served}
+    for name in sorted(served):
         (target,) = jobs[f"reprolab-{name}"]["static_configs"][0]["targets"]
         host, port = target.split(":")
         assert host in compose and any(port in str(p) for p in compose[host].get("expose", []) + compose[host].get(

@@ -79,6 +79,32 @@ def test_reads_need_a_read_key_when_one_is_configured(keyed):
 
 
 @pytest.mark.slow
+def test_metrics_count_refusals_per_route_and_status_and_name_the_served_model(keyed):
+    """/metrics of the RAG app parsed with prometheus-client's parser: histogram buckets per route and status (the
+    refused writes of the first test among them), the model-version info metric, the domain counters."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    httpx.post(keyed.url + "/documents", json={"text": "x"}, timeout=30)  # one 401 at least, whatever ran before
+    families = {f.name: f for f in text_string_to_metric_families(httpx.get(keyed.url + "/metrics", timeout=10).text)}
+    latency = families["reprolab_http_request_duration_seconds"]
+    assert latency.type == "histogram"
+    buckets = [s for s in latency.samples if s.name.endswith("_bucket") and s.labels["route"] == "/documents"
+               and s.labels["method"] == "POST" and s.labels["status"] == "401"]
+    assert [b.labels["le"] for b in buckets][-1] == "+Inf" and len(buckets) >= 10 and buckets[-1].value >= 1
+    assert all(a.value <= b.value for a, b in zip(buckets, buckets[1:]))  # cumulative
+    requests = {(s.labels["route"], s.labels["status"]): s.value for s in families["reprolab_http_requests"].samples
+                if s.name == "reprolab_http_requests_total"}
+    assert requests[("/documents", "401")] >= 1 and ("/documents/{doc_id:path}", "403") in requests
+    from reprolab.config import load_section
+    from reprolab.rag.build import IndexConfig
+
+    (info,) = families["reprolab_model_info"].samples
+    served = load_section("index", IndexConfig, REPO / "params.yaml").rag.text_embedder  # what _env's manifest names
+    assert info.labels["model"] == served and info.labels["version"] and info.value == 1
+    assert "reprolab_documents_ingested" in families and "reprolab_chunks_ingested" in families
+
+
+@pytest.mark.slow
 def test_no_key_reaches_the_log(keyed):
     httpx.post(keyed.url + "/documents", json={"text": "x"}, headers=bearer(WRONG), timeout=30)
     log = Path(keyed.log.name).read_text()
