@@ -9,7 +9,7 @@ from reprolab import cli
 from reprolab.config import load_section
 from reprolab.evaluation.extraction import evidence_summary, metric_specs
 from reprolab.evaluation.evidence import write_evaluation
-from reprolab.llm.pipeline import FinetuneMistralConfig, run_api, run_local
+from reprolab.llm.pipeline import FinetuneMistralConfig, run_api, run_local, split_seconds
 from reprolab.llm.system import write_manifest
 from reprolab.llm.tasks import load_task
 from stages.common import CORPUS, MODELS, REPORTS, SPLITS, write_json
@@ -29,13 +29,17 @@ def main() -> None:
     summary = evidence_summary(result.evidence, headline, seed=cfg.seed)
     meta = {"task": cfg.task, "domains": cfg.domains if cfg.task == "nlupp" else [], "backend": cfg.backend,
             "design": design}
+    costs, seconds = split_seconds(result.extra.get("costs", {}))
     write_evaluation(REPORT_DIR, metric_specs(), result.evidence, headline,
-                     extra={**result.extra, "paired_vs_headline": summary["paired"], "eval": meta},
+                     extra={**result.extra, "costs": costs, "paired_vs_headline": summary["paired"], "eval": meta},
                      seed=cfg.seed)
     write_json(REPORT_DIR / "errors.json", {"per_label": summary["per_label"], "confusions": summary["confusions"]})
+    # Measured seconds: gitignored, never a DVC output (the presentation reads it when present).
     write_json(REPORT_DIR / "timing.json", {
         **{row: result.rows[row].timing for row in result.rows},
         "train": result.train_timing,
+        "costs": seconds,
+        "parts": result.seconds,
     })
     write_json(REPORT_DIR / "train_log.json", result.losses)
     write_json(MODEL_DIR / "model.json", result.model_card)

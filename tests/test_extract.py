@@ -66,9 +66,13 @@ ONTOLOGY = Ontology(
 
 @pytest.fixture(scope="module")
 def model_dir(tmp_path_factory) -> Path:
+    return build_model_dir(tmp_path_factory.mktemp("extract"))
+
+
+def build_model_dir(root: Path) -> Path:
+    """The hybrid fitted on the synthetic splits under `root`, saved to root/models/llm."""
     from reprolab.llm.system import ClassicalConfig, fit_classical, save_hybrid, write_manifest
 
-    root = tmp_path_factory.mktemp("extract")
     splits = write_splits(root)
     data = {s: nlupp_examples(splits, s, ["banking"]) for s in ("train", "validation", "test")}
     cfg = ClassicalConfig(intent_c=[16.0], intent_thresholds=[0.3], tagger_c=[16.0])
@@ -77,6 +81,21 @@ def model_dir(tmp_path_factory) -> Path:
     save_hybrid(out, fitted, ONTOLOGY)
     write_manifest(out, "hybrid", ONTOLOGY, {"headline_variant": "hybrid"})
     return out
+
+
+def test_hybrid_file_is_byte_identical_across_processes(tmp_path):
+    """Issue 16: the same fit in two processes (other addresses, other hash seeds, same environment) gives the
+    same bytes; scikit-learn's TfidfVectorizer used to carry an object id into the pickle."""
+    files = []
+    for seed in ("1", "2"):
+        root = tmp_path / seed
+        code = f"from pathlib import Path; from tests.test_extract import build_model_dir; build_model_dir(Path({str(root)!r}))"
+        env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONHASHSEED": seed}
+        subprocess.run([sys.executable, "-c", code], cwd=REPO, env=env, check=True, timeout=600)
+        files.append(root / "models" / "llm")
+    assert (files[0] / "hybrid.joblib").read_bytes() == (files[1] / "hybrid.joblib").read_bytes()
+    assert json.loads((files[0] / "manifest.json").read_text())["version"] == \
+        json.loads((files[1] / "manifest.json").read_text())["version"]
 
 
 def run_cli(*args: str) -> subprocess.CompletedProcess:
@@ -202,8 +221,14 @@ def test_stage_evaluation_holds_the_classical_and_hybrid_rows_with_intervals(tmp
     assert (tmp_path / "model" / "hybrid.joblib").is_file()
     from reprolab.evaluation.extraction import evidence_summary
 
+    from reprolab.llm.pipeline import split_seconds
+
     extra["paired_vs_headline"] = evidence_summary(evidence, "hybrid")["paired"]
+    extra["costs"], seconds = split_seconds(extra["costs"])
+    assert seconds["classical"]["cpu_seconds_per_1000"] > 0
     write_evaluation(tmp_path / "reports", metric_specs(), evidence, "hybrid", extra=extra)
+    # wall-clock never goes into a DVC output: seconds live in the gitignored timing.json (issue 16)
+    assert "second" not in (tmp_path / "reports" / "evaluation.json").read_text()
     evaluation = json.loads((tmp_path / "reports" / "evaluation.json").read_text())
     for variant in ("classical", "hybrid"):
         row = evaluation["variants"][variant]
@@ -212,7 +237,7 @@ def test_stage_evaluation_holds_the_classical_and_hybrid_rows_with_intervals(tmp
             assert row[metric]["low"] <= row[metric]["value"] <= row[metric]["high"]
     assert set(json.loads((tmp_path / "reports" / "metrics.json").read_text())) == {
         "intent_micro_f1", "slot_f1", "exact_match", "schema_valid_rate", "n_messages"}
-    assert extra["costs"]["classical"]["cpu_seconds_per_1000"] > 0
+    assert extra["costs"]["classical"] == {"messages": len(data["test"]), "tokens_per_1000": 0}
     assert set(extra["routing"]) == {"0.8", "0.9"}
     from reprolab.evaluation.presentation import render_presentation
 
@@ -222,3 +247,7 @@ def test_stage_evaluation_holds_the_classical_and_hybrid_rows_with_intervals(tmp
     assert len(table) == 3  # header + classical + hybrid
     assert "(served)" in table[2] and "Sentence embeddings" in table[1]
     assert "## Sending unsure messages to a person" in page
+    assert "CPU s not measured here" in table[1]          # no timing.json beside this evaluation
+    (tmp_path / "reports" / "timing.json").write_text(json.dumps({"costs": seconds}))
+    page = render_presentation(tmp_path / "reports", tmp_path / "presentation" / "extractor.md").read_text()
+    assert "CPU s not measured" not in page

@@ -30,14 +30,16 @@ def _ci(est: dict) -> str:
     return f"{est['value']:.2f} ({est['low']:.2f}-{est['high']:.2f})"
 
 
-def _cost(cost: dict | None) -> str:
+def _cost(cost: dict | None, seconds: dict | None) -> str:
+    """Tokens per 1,000 messages (deterministic, from evaluation.json) and CPU seconds per 1,000 messages
+    (measured, from the gitignored timing.json: "not measured" in a checkout where the stage has not run)."""
     if not cost:
         return "-"
-    cpu = cost.get("cpu_seconds_per_1000")
+    cpu = (seconds or {}).get("cpu_seconds_per_1000")
     tokens = cost.get("tokens_per_1000") or 0
-    parts = [f"{cpu:.0f} CPU s" if cpu is not None else "CPU s not measured"]
+    parts = [f"{cpu:,.0f} CPU s" if cpu is not None else "CPU s not measured here"]
     if tokens:
-        parts.append(f"{tokens / 1000:.0f}k tokens")
+        parts.append(f"{tokens / 1000:,.0f}k tokens")
     return ", ".join(parts)
 
 
@@ -67,6 +69,8 @@ def render_presentation(report_dir: Path = Path("reports/llm"),
     variants, extra = evaluation["variants"], evaluation.get("extra", {})
     headline = evaluation["headline_variant"]
     costs, data, routing = extra.get("costs", {}), extra.get("data", {}), extra.get("routing", {})
+    timing_file = report_dir / "timing.json"
+    seconds = json.loads(timing_file.read_text(encoding="utf-8")).get("costs", {}) if timing_file.is_file() else {}
     n_test = data.get("test") or max(v["n_messages"]["value"] for v in variants.values())
     lines = [
         "# Reading customer messages automatically: the banking extractor",
@@ -101,7 +105,7 @@ def render_presentation(report_dir: Path = Path("reports/llm"),
         subset = f"{n} (random subset of the {n_test})" if n < n_test else str(n)
         label = ROW_NAMES.get(name, name) + (" **(served)**" if name == headline else "")
         lines.append(f"| {label} | {_ci(v['intent_micro_f1'])} | {_ci(v['slot_f1'])} | {_ci(v['exact_match'])} "
-                     f"| {subset} | {_cost(costs.get(name))} |")
+                     f"| {subset} | {_cost(costs.get(name), seconds.get(name))} |")
     lines.append("")
     paired = extra.get("paired_vs_headline", {})
     if paired:

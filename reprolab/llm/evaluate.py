@@ -48,12 +48,10 @@ def evaluate_row(
         for i, ex in enumerate(examples)
     ]
     texts = [prompts.chat_prompt(tokenizer, u) for u in users]
-    # The chat-formatted text every prompt of this style starts with: its KV cache is computed once.
+    # The chat-formatted text every prompt of this style starts with (the few-shot examples come after it):
+    # its KV cache is computed once.
     marker = "\u0000PREFIX-END\u0000"
-    prefix = None
-    if not shots:
-        probe = prompts.chat_prompt(tokenizer, prompts.shared_prefix(style, ontology) + marker)
-        prefix = probe.split(marker)[0]
+    prefix = prompts.chat_prompt(tokenizer, prompts.shared_prefix(style, ontology) + marker).split(marker)[0]
     cpu = time.process_time()
     gen = generate_batched(
         model, tokenizer, texts, max_new_tokens=max_new_tokens, batch_size=batch_size,

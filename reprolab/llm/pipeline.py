@@ -11,6 +11,9 @@ hybrid (the same intents, a trained slot tagger, a calibrated confidence). See d
 from __future__ import annotations
 
 import logging
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -62,6 +65,22 @@ class StageResult:
     model_card: dict = field(default_factory=dict)
     evidence: list[dict] = field(default_factory=list)      # per (message, row): reports/llm/examples.jsonl
     extra: dict = field(default_factory=dict)               # costs, tuning, routing, subsets: evaluation.json
+    seconds: dict = field(default_factory=dict)             # wall seconds of the stage's parts: timing.json only
+
+
+class PartClock:
+    """Wall seconds of the stage's named parts (`with clock("train"): ...`), for timing.json."""
+
+    def __init__(self):
+        self.parts: dict[str, float] = {}
+
+    @contextmanager
+    def __call__(self, name: str) -> Iterator[None]:
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.parts[name] = round(time.perf_counter() - start, 1)
 
 
 def system_rows(cfg: FinetuneMistralConfig, ontology, data, splits: Path, model_dir: Path) -> tuple[list, dict]:
@@ -84,6 +103,17 @@ def system_rows(cfg: FinetuneMistralConfig, ontology, data, splits: Path, model_
     extra = {"costs": costs, "tuning": fitted.tuning, "data": {split: len(data[split]) for split in data},
              "routing": {precision: routing_summary(rows, cut) for precision, cut in fitted.route_thresholds.items()}}
     return evidence, extra
+
+
+def split_seconds(costs: dict[str, dict]) -> tuple[dict[str, dict], dict[str, dict]]:
+    """Per-row costs split into (deterministic: messages, tokens per 1,000) and (measured in seconds).
+
+    Wall-clock and CPU seconds differ on every run, so they never go into a DVC output: the stage writes them
+    to the gitignored reports/llm/timing.json (issue 16); tokens per 1,000 messages stay in evaluation.json.
+    """
+    kept = {row: {k: v for k, v in cost.items() if "second" not in k} for row, cost in costs.items()}
+    seconds = {row: {k: v for k, v in cost.items() if "second" in k} for row, cost in costs.items()}
+    return kept, seconds
 
 
 def llm_evidence(rows: dict[str, RowResult], n_test: int) -> tuple[list[dict], dict]:
@@ -111,38 +141,45 @@ def run_local(cfg: FinetuneMistralConfig, splits: Path, corpus: Path, model_dir:
     common = dict(max_new_tokens=cfg.max_new_tokens, batch_size=cfg.eval_batch_size)
     rows: dict[str, RowResult] = {}
 
-    evidence, extra = system_rows(cfg, ontology, data, splits, model_dir)
     wanted = set(cfg.llm_rows) | {"finetuned_constrained"}
     unknown = wanted - set(ROWS)
     if unknown:
         raise ValueError(f"finetune_mistral.llm_rows: unknown row(s) {sorted(unknown)}; known: {list(ROWS)}")
+    clock = PartClock()
+    with clock("classical_and_hybrid"):
+        evidence, extra = system_rows(cfg, ontology, data, splits, model_dir)
 
     bf16 = cpu_autocast(cfg.local.device, cfg.local.cpu_bf16)  # every row decodes under the same precision
-    base, tokenizer = load_chat_model(cfg.local.model, device=cfg.local.device)
+    with clock("load_base"):
+        base, tokenizer = load_chat_model(cfg.local.model, device=cfg.local.device)
     with bf16:
         shots = None
         if any(name.startswith("few_shot") for name in wanted):
-            shots = ShotSelector(data["train"], cfg.few_shot_k).select_many([ex.text for ex in test])
+            with clock("few_shot_selection"):
+                shots = ShotSelector(data["train"], cfg.few_shot_k).select_many([ex.text for ex in test])
         for style in ("zero_shot", "few_shot"):
             for constrained in (False, True):
                 name = style + ("_constrained" if constrained else "")
                 if name in wanted:
-                    rows[name] = evaluate_row(base, tokenizer, style, ontology, test, constrained=constrained,
-                                              shots=shots if style == "few_shot" else None, name=name, **common)
+                    with clock(name):
+                        rows[name] = evaluate_row(base, tokenizer, style, ontology, test, constrained=constrained,
+                                                  shots=shots if style == "few_shot" else None, name=name,
+                                                  **common)
     del base
 
-    train = train_lora(cfg.local, ontology, data["train"], model_dir)
-    model, tokenizer = load_finetuned(cfg.local.model, train.adapter_dir, device=cfg.local.device)
-    if cfg.merge_adapter:
-        model.save_pretrained(model_dir / "merged")
-        tokenizer.save_pretrained(model_dir / "merged")
+    with clock("train"):
+        train = train_lora(cfg.local, ontology, data["train"], model_dir)
+    with clock("load_finetuned"):
+        model, tokenizer = load_finetuned(cfg.local.model, train.adapter_dir, device=cfg.local.device)
+        if cfg.merge_adapter:
+            model.save_pretrained(model_dir / "merged")
+            tokenizer.save_pretrained(model_dir / "merged")
     with bf16:
-        if "finetuned" in wanted:
-            rows["finetuned"] = evaluate_row(model, tokenizer, "finetuned", ontology, test, name="finetuned",
-                                             **common)
-        rows["finetuned_constrained"] = evaluate_row(
-            model, tokenizer, "finetuned", ontology, test, constrained=True, name="finetuned_constrained", **common
-        )
+        for name in ("finetuned", "finetuned_constrained"):
+            if name in wanted:
+                with clock(name):
+                    rows[name] = evaluate_row(model, tokenizer, "finetuned", ontology, test,
+                                              constrained=name.endswith("_constrained"), name=name, **common)
     card = {
         "backend": "local", "base_model": cfg.local.model, "adapter": "adapter", "task": cfg.task,
         "domains": cfg.domains if cfg.task == "nlupp" else [], "train_examples": train.examples,
@@ -155,8 +192,8 @@ def run_local(cfg: FinetuneMistralConfig, splits: Path, corpus: Path, model_dir:
     extra["costs"].update(llm_costs)
     extra["subsets"] = {name: len(r.judged) for name, r in rows.items()} | (
         {n: len(data["test"]) for n in SYSTEM_ROWS} if evidence else {})
-    extra["train"] = timing
-    return StageResult(rows, train.losses, timing, card, evidence + llm_rows, extra)
+    extra["train"] = {"tokens": train.train_tokens, "steps": len(train.losses)}
+    return StageResult(rows, train.losses, timing, card, evidence + llm_rows, extra, clock.parts)
 
 
 def run_api(cfg: FinetuneMistralConfig, splits: Path, corpus: Path, model_dir: Path) -> StageResult:
@@ -164,7 +201,6 @@ def run_api(cfg: FinetuneMistralConfig, splits: Path, corpus: Path, model_dir: P
 
     Baselines run on api.base_model; "constrained" uses the JSON-schema response format, the others JSON mode.
     """
-    import time
 
     from reprolab.llm import prompts
     from reprolab.llm.evaluate import score_row

@@ -8,6 +8,7 @@ the calibrator and the routing threshold; `adapter/` the LoRA adapter of the fin
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
 import logging
@@ -151,14 +152,25 @@ def _digest(paths: list[Path]) -> str:
     return h.hexdigest()[:12]
 
 
+def without_object_ids(tfidf):
+    """A copy of a fitted TfidfVectorizer without `_stop_words_id`: scikit-learn caches `id(self.stop_words)`
+    there (a memory address, different in every process), so two identical fits pickled to different bytes."""
+    if tfidf is None:
+        return None
+    tfidf = copy.copy(tfidf)
+    vars(tfidf).pop("_stop_words_id", None)  # only a "checked already" marker: transform re-checks without it
+    return tfidf
+
+
 def save_hybrid(model_dir: Path, fitted: Fitted, ontology: Ontology) -> Path:
+    """hybrid.joblib: the same bytes for the same fit in any process (no object ids, no compression)."""
     import joblib
 
     model_dir.mkdir(parents=True, exist_ok=True)
     path = model_dir / HYBRID_FILE
     with replacing(path) as tmp:
         joblib.dump({"intents": fitted.hybrid.intents, "tagger": fitted.hybrid.tagger,
-                     "calibrator": fitted.calibrator, "tfidf": fitted.hybrid.features.tfidf,
+                     "calibrator": fitted.calibrator, "tfidf": without_object_ids(fitted.hybrid.features.tfidf),
                      "route_thresholds": fitted.route_thresholds, "slots": sorted(ontology.slots)}, tmp)
     return path
 
