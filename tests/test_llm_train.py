@@ -206,3 +206,22 @@ def test_adapter_config_is_written_the_same_whatever_the_set_order(tmp_path):
     reread = json.loads(written[0])
     assert reread["target_modules"] == ["k_proj", "o_proj", "q_proj"]
     assert reread["layers_to_transform"] == [29, 28]  # other lists keep their order
+
+
+def test_tokenizer_config_is_written_the_same_online_or_offline(tmp_path):
+    """Issue 16: transformers copies `local_files_only` (set from HF_HUB_OFFLINE) into tokenizer_config.json;
+    the adapter directory must not depend on the caller's environment."""
+    from transformers import AutoTokenizer
+
+    from reprolab.llm.model import resolve_model_dir
+    from reprolab.llm.train import canonical_tokenizer_config
+
+    written = []
+    for offline in (True, False):
+        folder = tmp_path / f"offline-{offline}"
+        tok = AutoTokenizer.from_pretrained(resolve_model_dir("smollm2-135m-instruct"), local_files_only=offline)
+        tok.save_pretrained(folder)
+        canonical_tokenizer_config(folder)
+        written.append((folder / "tokenizer_config.json").read_bytes())
+    assert written[0] == written[1]
+    assert b"local_files_only" not in written[0]

@@ -27,7 +27,9 @@ from reprolab.llm.mistral_api import MistralApiConfig
 from reprolab.llm.model import cpu_autocast, load_chat_model
 from reprolab.llm.system import ClassicalConfig, evaluate_system, fit_classical, routing_summary, save_hybrid
 from reprolab.llm.tasks import load_task
-from reprolab.llm.train import LoraTrainConfig, load_finetuned, pick_subset, train_lora
+from reprolab.llm.train import (
+    LoraTrainConfig, canonical_tokenizer_config, load_finetuned, pick_subset, train_lora,
+)
 
 log = logging.getLogger(__name__)
 
@@ -174,6 +176,7 @@ def run_local(cfg: FinetuneMistralConfig, splits: Path, corpus: Path, model_dir:
         if cfg.merge_adapter:
             model.save_pretrained(model_dir / "merged")
             tokenizer.save_pretrained(model_dir / "merged")
+            canonical_tokenizer_config(model_dir / "merged")
     with bf16:
         for name in ("finetuned", "finetuned_constrained"):
             if name in wanted:

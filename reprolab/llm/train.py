@@ -132,6 +132,20 @@ def canonical_adapter_config(adapter_dir: Path) -> None:
     path.write_text(json.dumps(config, indent=2, sort_keys=True) + "\n", encoding="utf-8")
 
 
+# Keys `save_pretrained` copies from how the tokenizer was loaded, not from what it is: `local_files_only` follows
+# HF_HUB_OFFLINE, so the adapter directory's bytes followed the caller's environment (issue 16).
+LOAD_TIME_KEYS = ("local_files_only",)
+
+
+def canonical_tokenizer_config(folder: Path) -> None:
+    """Rewrite tokenizer_config.json without the load-time keys, sorted, so any environment writes the same bytes."""
+    path = folder / "tokenizer_config.json"
+    config = json.loads(path.read_text(encoding="utf-8"))
+    for key in LOAD_TIME_KEYS:
+        config.pop(key, None)
+    path.write_text(json.dumps(config, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+
+
 def train_lora(cfg: LoraTrainConfig, ontology: Ontology, train: list[Example], out_dir: Path) -> TrainResult:
     """Fine-tune `cfg.model` with LoRA on `train`; save the adapter (and tokenizer) under out_dir/adapter."""
     from datasets import Dataset
@@ -193,6 +207,7 @@ def train_lora(cfg: LoraTrainConfig, ontology: Ontology, train: list[Example], o
     trainer.model.save_pretrained(adapter_dir)
     canonical_adapter_config(adapter_dir)
     tokenizer.save_pretrained(adapter_dir)
+    canonical_tokenizer_config(adapter_dir)
     log.info(
         "lora trained",
         extra={"steps": len(losses), "seconds": round(seconds, 1), "tokens": tokens, "examples": len(examples)},
