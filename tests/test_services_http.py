@@ -292,9 +292,7 @@ def test_image_search_refuses_a_decompression_bomb_and_says_why_it_is_unavailabl
 
 @pytest.mark.slow
 def test_the_service_refuses_an_index_of_another_embedder_dimension(tmp_path):
-    from qdrant_client import QdrantClient
-
-    from reprolab.rag.store import create_documents_collection
+    from reprolab.rag.store import create_documents_collection, open_client
 
     wrong_manifest = Service("services.app:app", _env(tmp_path, INDEX_MANIFEST=str(write_manifest(tmp_path, 512))),
                              tmp_path)
@@ -302,7 +300,7 @@ def test_the_service_refuses_an_index_of_another_embedder_dimension(tmp_path):
         wrong_manifest.wait()
     wrong_manifest.stop()
 
-    client = QdrantClient(path=str(tmp_path / "qdrant"))
+    client = open_client(path=tmp_path / "qdrant")  # the services' embedded engine
     create_documents_collection(client, "documents", 8)  # a collection some other embedder wrote
     client.close()
     wrong_collection = Service("services.app:app", _env(tmp_path), tmp_path)

@@ -1,4 +1,5 @@
-"""Qdrant connection: embedded (local folder, one client per process) by default, the server when a URL is given."""
+"""Qdrant connection: embedded (Qdrant Edge shards in a folder, one client per process) by default, the server
+when a URL is given."""
 
 from __future__ import annotations
 
@@ -15,8 +16,11 @@ log = logging.getLogger(__name__)
 
 def open_client(url: str | None = None, path: str | Path | None = None, timeout: float = 5.0,
                 api_key: str | None = None):
-    """QdrantClient for `url` (server, with its API key if any) or `path` (embedded folder, one client at a time)."""
+    """QdrantClient for `url` (server, with its API key if any), or for `path` an EdgeClient: embedded Qdrant Edge,
+    the Rust engine (qdrant-client's local mode scores sparse vectors in Python, point by point), one at a time."""
     from qdrant_client import QdrantClient
+
+    from reprolab.rag.edge import EdgeClient
 
     if url:
         log.info("qdrant server", extra={"qdrant_url": url})
@@ -25,7 +29,7 @@ def open_client(url: str | None = None, path: str | Path | None = None, timeout:
         raise ConfigError("set QDRANT_URL (server) or a Qdrant folder (embedded mode)")
     Path(path).mkdir(parents=True, exist_ok=True)
     try:
-        client = QdrantClient(path=str(path))
+        client = EdgeClient(path)
     except RuntimeError as e:  # "Storage folder ... is already accessed by another instance"
         raise ConfigError(f"Qdrant folder {path} is in use by another process: {e}") from e
     log.info("qdrant embedded", extra={"qdrant_path": str(path)})
