@@ -39,9 +39,9 @@ def _job(env: dict, samples: Path) -> subprocess.CompletedProcess:
 
 
 def _points(tmp: Path) -> tuple[int, set[str]]:
-    from qdrant_client import QdrantClient
+    from reprolab.rag.store import open_client
 
-    client = QdrantClient(path=str(tmp / "qdrant"))
+    client = open_client(path=tmp / "qdrant")  # the services' embedded engine (Qdrant Edge)
     try:
         points, _ = client.scroll("images", limit=100, with_payload=True)
         return client.count("images").count, {p.payload["image"] for p in points}
