@@ -42,7 +42,8 @@ def test_deploy_uses_oidc_fetches_the_version_and_pushes_the_embed_image_tagged_
     text = steps_text(wf)
     assert 'dvc artifacts get . clip --rev "$VERSION" -o "docker/models/$VERSION"' in text
     build = next(s for s in job["steps"] if s.get("uses", "").startswith("docker/build-push-action"))
-    assert build["with"]["file"] == "services/embed/Dockerfile" and build["with"]["push"] is True
+    assert build["with"]["file"] == "services/Dockerfile" and build["with"]["target"] == "embed"
+    assert build["with"]["push"] is True
     assert ":${{ steps.version.outputs.version }}" in build["with"]["tags"]
     assert "EMBED_MODELS=" in build["with"]["build-args"]
     checkout = next(s for s in job["steps"] if s.get("uses", "") == "actions/checkout@v4")

