@@ -4,6 +4,7 @@ models/clip, which only changes the image side)."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -38,7 +39,10 @@ def test_index_build_and_evaluation(tmp_path, monkeypatch, sample_data):
     assert sorted(d["id"] for d in manifest["documents"]) == ["docs/como-funciona-hotmart.txt",
                                                              "docs/dom-casmurro-capitulos-1-10.txt"]
 
-    rows = evaluate(cfg, CORPUS, tmp_path / "index")
+    rows, timings = evaluate(cfg, CORPUS, tmp_path / "index")
+    again, _ = evaluate(cfg, CORPUS, tmp_path / "index")
+    assert json.dumps(again) == json.dumps(rows)  # the DVC outputs rebuild byte for byte: no timing in them
+    assert len(timings) == len(rows) and all(t["latency_ms"] >= 0 for t in timings)
     ev = evaluate_variants(RAG_SPECS, rows)
     head = ev[cfg.rag.answer.backend]
     assert head["hit@5"]["value"] >= 0.9 and head["hit@5"]["low"] <= head["hit@5"]["value"]

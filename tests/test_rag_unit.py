@@ -18,15 +18,16 @@ from qdrant_client import QdrantClient
 
 from reprolab.errors import ConfigError
 from reprolab.evaluation.evidence import evaluate_variants
-from reprolab.evaluation.rag import (RAG_SPECS, LabelledQuestion, RagOutcome, evaluate_rag, first_hit_rank,
+from reprolab.evaluation.rag import (RAG_SPECS, LabelledQuestion, RagOutcome, evaluate_rag, latency_p50, first_hit_rank,
                                      key_fact_recall, load_labelled_set, passage_hits_evidence)
-from reprolab.rag.config import ChunkingConfig, RagConfig
+from reprolab.rag.answer import UNSURE, Answerer
+from reprolab.rag.config import AnswerConfig, ChunkingConfig, RagConfig
 from reprolab.rag.documents import DocumentIndex, check_document_id, chunk_id, id_from_filename
 from reprolab.rag.errors import DocumentNotFound, FeatureUnavailable, IndexMismatch, InputError, UnprocessableDocument, UnsupportedType
 from reprolab.rag.extract import extract_text
 from reprolab.rag.images import ImageSearch, build_image_collection
 from reprolab.rag.manifest import load_manifest, manifest_record, served_config
-from reprolab.rag.retrieval import HybridRetriever
+from reprolab.rag.retrieval import HybridRetriever, Passage
 from reprolab.rag.sparse import Analyzer, term_index
 
 REPO = Path(__file__).resolve().parents[1]
@@ -102,6 +103,27 @@ def test_analyzer_stems_portuguese_drops_question_words_and_hashes_stably():
     assert set(a.encode("oClub Salesdá")["chargrams"].indices) & set(a.encode("Club Sales", True)["chargrams"].indices)
     with pytest.raises(ConfigError, match="stopword"):
         Analyzer("klingon")
+
+
+
+def test_refusal_counts_terms_answers_unsure_between_thresholds_and_decides_other_languages_on_dense():
+    cfg = AnswerConfig(min_term_coverage=0.3, min_dense_score=0.5, confident_term_coverage=0.6,
+                       min_dense_score_other_language=0.4)
+    answerer = Answerer(cfg, Analyzer("portuguese"))
+    boleto = [Passage("d", "1", "O boleto bancário é compensado em até 96 horas úteis. Não há taxa extra.", 0.0, 0.7)]
+    sure = answerer.answer("Em quantas horas o boleto bancário é compensado?", boleto, generate=False)
+    assert sure.answerable and sure.grounding.confident and not sure.text.startswith(UNSURE)
+    assert "96 horas" in sure.grounding.quotes[0][1]
+    unsure = answerer.answer("O boleto bancário tem desconto para estudantes universitários?", boleto, generate=False)
+    assert unsure.answerable and not unsure.grounding.confident and unsure.text.startswith(UNSURE)
+    assert not answerer.ground("Qual é a capital da Austrália?", boleto).answerable  # no term found
+    low_dense = [Passage("d", "1", boleto[0].text, 0.0, 0.35)]
+    assert not answerer.ground("Em quantas horas o boleto bancário é compensado?", low_dense).answerable
+    # An English question shares no stems with Portuguese text: the dense score decides, quotes still come back.
+    english = answerer.ground("How many hours does the bank slip take to clear?", boleto)
+    assert english.other_language and english.answerable and not english.confident and english.quotes
+    assert not answerer.ground("How many hours does the bank slip take to clear?", low_dense).answerable
+    assert not Analyzer("portuguese").other_language("Qual é a capital da Austrália?")
 
 
 # --- the document index -----------------------------------------------------------------------------------------
@@ -300,8 +322,11 @@ def test_evaluation_rows_back_the_declared_metrics_per_slice():
                "U?": RagOutcome([], "não", True),
                "E?": RagOutcome(["alpha beta"], "alpha", False),
                "T?": RagOutcome([], "ok", False)}
-    rows = evaluate_rag(qs, lambda q, backend: answers[q.question], {"extractive": {"tune", "report"},
-                                                                       "local": {"report"}})
+    rows, timings = evaluate_rag(qs, lambda q, backend: answers[q.question], {"extractive": {"tune", "report"},
+                                                                                "local": {"report"}})
+    assert not any("latency_ms" in r for r in rows)  # timing would change the DVC outputs' bytes on every rebuild
+    assert [(t["id"], t["variant"]) for t in timings] == [(r["id"], r["variant"]) for r in rows]
+    assert latency_p50(timings)["extractive"] == 12.0
     assert {r["variant"] for r in rows} == {"extractive", "extractive_en", "extractive_tune", "local", "local_en"}
     assert all(isinstance(r["id"], str) and r["half"] in ("tune", "report") for r in rows)
     ev = evaluate_variants(RAG_SPECS, rows)

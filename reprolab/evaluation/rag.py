@@ -114,20 +114,21 @@ class RagOutcome:
     passages: list[str]
     answer: str  # the text scored for key facts (a generator's own text, without the quotes beside it)
     declined: bool
-    latency_ms: float = 0.0
+    latency_ms: float = 0.0  # goes to the timing rows, never into the evidence rows (those must rebuild bytewise)
+    confident: bool = True  # False: answered, marked unsure
 
 
 def example_row(q: LabelledQuestion, variant: str, out: RagOutcome) -> dict:
-    """The per-example row of the evidence contract."""
+    """The per-example row of the evidence contract: only what a rebuild reproduces exactly (no timing)."""
     rank = first_hit_rank(out.passages, q.evidence) if q.answerable else None
     found = 0 if out.declined or not q.answerable else key_facts_found(out.answer, q.key_facts)
     return {
         "id": q.id, "variant": variant, "half": q.half, "lang": q.lang,
         "answerable": q.answerable, "unanswerable": not q.answerable, "declined": out.declined,
+        "unsure": not out.declined and not out.confident,
         "gold_rank": rank, "hit_at_1": rank is not None and rank <= 1, "hit_at_5": rank is not None and rank <= 5,
         "reciprocal_rank": 1.0 / rank if rank else 0.0,
         "key_facts_found": found, "key_facts": len(q.key_facts) if q.answerable else 0,
-        "latency_ms": round(out.latency_ms, 1),
     }
 
 
@@ -139,20 +140,25 @@ def slice_variant(backend: str, half: str, lang: str, document_lang: str = "pt")
 
 
 def evaluate_rag(questions: list[LabelledQuestion], ask: Callable[[LabelledQuestion, str], RagOutcome],
-                 backends: dict[str, set[str]]) -> list[dict]:
-    """Rows for every question and backend; `backends` maps a backend to the halves it is run on."""
-    rows = []
+                 backends: dict[str, set[str]]) -> tuple[list[dict], list[dict]]:
+    """(evidence rows, timing rows) for every question and backend; `backends` maps a backend to the halves it
+    is run on. Timing is kept apart: it differs on every run, the evidence rows must not."""
+    rows, timings = [], []
     for q in questions:
         for backend, halves in backends.items():
             if q.half in halves:
-                rows.append(example_row(q, slice_variant(backend, q.half, q.lang), ask(q, backend)))
-    return rows
+                out = ask(q, backend)
+                row = example_row(q, slice_variant(backend, q.half, q.lang), out)
+                rows.append(row)
+                timings.append({"id": q.id, "variant": row["variant"], "declined": out.declined,
+                                "latency_ms": round(out.latency_ms, 1)})
+    return rows, timings
 
 
-def latency_p50(rows: list[dict]) -> dict[str, float]:
+def latency_p50(timings: list[dict]) -> dict[str, float]:
     """Median answer latency (ms) per variant, over the questions that got an answer."""
     by: dict[str, list[float]] = {}
-    for r in rows:
+    for r in timings:
         if not r["declined"]:
             by.setdefault(r["variant"], []).append(r["latency_ms"])
     return {v: round(statistics.median(ms), 1) for v, ms in sorted(by.items())}

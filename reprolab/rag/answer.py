@@ -2,8 +2,11 @@
 
 Two steps, each reported as it is:
 1. Grounding (always): decide from retrieval evidence whether the documents hold the answer (the share of the
-   question's content terms found in the best passage, and the best dense score; both thresholds tuned on the
-   labelled set's tune half), then quote the best-matching sentences of the top passages with their numbers.
+   question's content terms found in the best passage, and the best dense score; a question in another language
+   than the analysis' shares no terms with the documents, so it is decided on the dense score alone; every
+   threshold is tuned on the labelled set's tune half, bench/rag_refusal.py), then quote the best-matching
+   sentences of the top passages with their numbers. The refusal threshold is set for few false refusals; an
+   answer between it and the confident threshold is given, marked as unsure (`confident` false).
 2. Generation (backend `local` or `mistral`): the packaged SmolLM2-135M-Instruct or the Mistral API writes a
    short answer from the numbered passages. The response keeps its text (`generated`) apart from the
    extractive quotes so the evaluation can score both. The default backend is `extractive`: on the reporting
@@ -25,6 +28,7 @@ from reprolab.rag.sparse import Analyzer
 log = logging.getLogger(__name__)
 
 NOT_FOUND = "Os documentos não contêm a resposta a esta pergunta."
+UNSURE = "Confiança baixa: os trechos abaixo podem não responder à pergunta."
 SENTENCE_END = re.compile(r"(?<=[.!?…])\s+|\n+")
 MISTRAL_SERVER = "https://api.mistral.ai"
 
@@ -35,6 +39,8 @@ class Grounding:
     term_coverage: float
     dense_score: float
     quotes: list[tuple[int, str]] = field(default_factory=list)  # (citation number, sentence)
+    confident: bool = False  # answerable and past the confident threshold; an unsure answer says so
+    other_language: bool = False  # the question is not in the analysis' language: decided on the dense score
 
 
 @dataclass
@@ -71,28 +77,41 @@ class Answerer:
         self._lock = threading.Lock()  # one generation at a time: the model is not re-entrant on 2 CPU cores
 
     def ground(self, question: str, passages: list[Passage]) -> Grounding:
+        cfg = self.config
         q_terms = self.analyzer.terms(question, question=True)
         coverage = max((term_coverage(q_terms, self.analyzer.terms(p.text)) for p in passages), default=0.0)
         dense = max((p.dense_score for p in passages if p.dense_score is not None), default=-1.0)
-        answerable = bool(passages) and coverage >= self.config.min_term_coverage and dense >= self.config.min_dense_score
-        quotes = []
-        if answerable:
-            scored = []
-            for number, passage in enumerate(passages, start=1):
-                for position, sentence in enumerate(split_sentences(passage.text)):
-                    s = term_coverage(q_terms, self.analyzer.terms(sentence))
-                    # Earlier passages win ties: they rank higher after fusion.
-                    scored.append((s, -number, -position, number, sentence))
-            scored.sort(reverse=True)
-            seen = set()
-            for s, _, _, number, sentence in scored:
-                if s <= 0 or sentence in seen:
-                    continue
-                seen.add(sentence)
-                quotes.append((number, sentence))
-                if len(quotes) == self.config.quote_sentences:
-                    break
-        return Grounding(answerable, round(coverage, 4), round(dense, 4), quotes)
+        other = self.analyzer.other_language(question)
+        if other:  # no shared words to count: the (multilingual, in production) embedder's score decides
+            answerable = bool(passages) and dense >= cfg.min_dense_score_other_language
+            confident = False
+        else:
+            answerable = bool(passages) and coverage >= cfg.min_term_coverage and dense >= cfg.min_dense_score
+            confident = answerable and coverage >= cfg.confident_term_coverage
+        quotes = self.quotes(q_terms, passages) if answerable else []
+        return Grounding(answerable, round(coverage, 4), round(dense, 4), quotes, confident, other)
+
+    def quotes(self, q_terms: set[str], passages: list[Passage]) -> list[tuple[int, str]]:
+        """The sentences sharing most question terms; none sharing any (another language): the best passage's
+        opening sentences."""
+        scored = []
+        for number, passage in enumerate(passages, start=1):
+            for position, sentence in enumerate(split_sentences(passage.text)):
+                s = term_coverage(q_terms, self.analyzer.terms(sentence))
+                # Earlier passages win ties: they rank higher after fusion.
+                scored.append((s, -number, -position, number, sentence))
+        scored.sort(reverse=True)
+        if not scored or scored[0][0] <= 0:
+            return [(1, s) for s in split_sentences(passages[0].text)[: self.config.quote_sentences]]
+        quotes, seen = [], set()
+        for s, _, _, number, sentence in scored:
+            if s <= 0 or sentence in seen:
+                continue
+            seen.add(sentence)
+            quotes.append((number, sentence))
+            if len(quotes) == self.config.quote_sentences:
+                break
+        return quotes
 
     def answer(self, question: str, passages: list[Passage], generate: bool = True,
                backend: str | None = None) -> Answer:
@@ -108,6 +127,8 @@ class Answerer:
         else:
             backend = "extractive"
         text = f"{generated.strip()}\n\nTrechos: {quoted}" if generated else f"Segundo os documentos: {quoted}"
+        if not grounding.confident:
+            text = f"{UNSURE}\n{text}"
         cited = {int(c) for c in re.findall(r"\[(\d+)\]", generated or "") if 1 <= int(c) <= len(passages)}
         citations = sorted({n for n, _ in grounding.quotes} | cited)
         return Answer(text, True, generated, backend, citations, grounding)

@@ -67,9 +67,9 @@ def build(cfg: IndexConfig, corpus: Path, splits: Path, out: Path) -> dict:
     return manifest
 
 
-def evaluate(cfg: IndexConfig, corpus: Path, index_dir: Path) -> list[dict]:
+def evaluate(cfg: IndexConfig, corpus: Path, index_dir: Path) -> tuple[list[dict], list[dict]]:
     """Ask every labelled question of the built index: the configured backend on both halves, the compared
-    backends on the reporting half. Returns the evidence rows."""
+    backends on the reporting half. Returns (evidence rows, timing rows): timing is kept out of the evidence."""
     text = (corpus / cfg.labelled_document).read_text(encoding="utf-8")
     questions = load_labelled_set(Path(cfg.labelled_set), text)
     backends = {cfg.rag.answer.backend: set(HALVES)}
@@ -85,9 +85,9 @@ def evaluate(cfg: IndexConfig, corpus: Path, index_dir: Path) -> list[dict]:
             answer = engine.answerer.answer(q.question, passages, backend=backend)
             ms = (time.perf_counter() - t0) * 1e3
             scored = answer.generated if answer.generated is not None else answer.text
-            return RagOutcome([p.text for p in passages], scored, not answer.answerable, ms)
+            return RagOutcome([p.text for p in passages], scored, not answer.answerable, ms, answer.grounding.confident)
 
-        rows = evaluate_rag(questions, ask, backends)
+        rows, timings = evaluate_rag(questions, ask, backends)
     finally:
         engine.close()
-    return rows
+    return rows, timings

@@ -35,10 +35,14 @@ class AnswerConfig(StrictConfig):
     max_new_tokens: int = Field(96, ge=1)
     quote_sentences: int = Field(3, ge=1, description="best-matching sentences quoted as grounded evidence")
     # "Not in the documents" is decided from retrieval evidence, never from the generator's text alone:
-    # the share of the question's content terms (stemmed) found in the best passage, and the best dense score.
-    # Both are tuned on the labelled set's tune half only (bench/rag_refusal.py).
+    # the share of the question's content terms (stemmed) found in the best passage, and the best dense score;
+    # a question in another language is decided on the dense score alone. All are tuned on the labelled set's
+    # tune half only (bench/rag_refusal.py): the refusal pair for few false refusals, the confident threshold
+    # for balanced accuracy (an answer below it is marked unsure).
     min_term_coverage: float = Field(0.5, ge=0, le=1)
     min_dense_score: float = Field(0.25, ge=-1, le=1)
+    confident_term_coverage: float = Field(0.55, ge=0, le=1)
+    min_dense_score_other_language: float = Field(0.3, ge=-1, le=1)
 
 
 class RagConfig(StrictConfig):

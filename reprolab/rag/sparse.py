@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 
 from reprolab.errors import ConfigError
-from reprolab.rag.stopwords import BY_LANGUAGE
+from reprolab.rag.stopwords import BY_LANGUAGE, LANGUAGE_MARKERS
 
 WORDS = "words"
 CHARGRAMS = "chargrams"
@@ -76,6 +76,17 @@ class Analyzer:
     def terms(self, text: str, question: bool = False) -> set[str]:
         """Stemmed content terms of a text (grounding counts whole terms)."""
         return set(self.stems(text, question))
+
+    def other_language(self, text: str) -> bool:
+        """More of the text's words mark another language than mark this one (words common to both count for
+        neither): its stems cannot be counted against the documents' (an English question, Portuguese documents)."""
+        words = re.findall(r"\w+", text.lower())
+        own = LANGUAGE_MARKERS.get(self.language, self.stopwords)
+        for lang, markers in LANGUAGE_MARKERS.items():
+            if lang != self.language and sum(w in markers and w not in own for w in words) > \
+                    sum(w in own and w not in markers for w in words):
+                return True
+        return False
 
     def chargrams(self, text: str, question: bool = False) -> list[str]:
         n = self.ngram

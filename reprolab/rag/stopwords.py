@@ -29,3 +29,11 @@ ENGLISH = frozenset({
 })
 
 BY_LANGUAGE = {"portuguese": PORTUGUESE, "english": ENGLISH}
+
+# What tells a question's language apart (reprolab.rag.sparse.Analyzer.other_language): the stopwords, plus
+# the interrogatives and auxiliaries a question opens with, which the BM25 lists leave out.
+LANGUAGE_MARKERS = {
+    "portuguese": PORTUGUESE | {"qual", "quais", "quanto", "quantos", "quanta", "quantas", "onde", "porque"},
+    "english": ENGLISH | {"what", "which", "how", "who", "where", "when", "why", "does", "do", "did", "can",
+                          "have", "has", "many", "much"},
+}
