@@ -151,12 +151,10 @@ def open_engine(settings: Settings) -> RagEngine:
 
 
 def start(app: FastAPI) -> Settings:
-    """What every lifespan does first: logging, settings on app.state, a warning when writes are disabled."""
+    """What every lifespan does first: logging, settings on app.state."""
     logs.configure()
     settings = get_settings()
     app.state.settings = settings
-    if not settings.write_keys():
-        log.warning("WRITE_API_KEYS is not set: ingest and delete answer 503 until it is")
     return settings
 
 
@@ -164,6 +162,8 @@ def start(app: FastAPI) -> Settings:
 async def engine_lifespan(app: FastAPI):
     """Open the engine once per process (the combined app opens one for both routers) and close it on exit."""
     settings = start(app)
+    if not settings.write_keys():  # the RAG apps are where ingest and delete live
+        log.warning("WRITE_API_KEYS is not set: ingest and delete answer 503 until it is")
     app.state.engine = open_engine(settings)
     app.state.metrics.serving(app.state.engine.config.text_embedder, "packaged")
     try:
