@@ -99,3 +99,23 @@ def test_an_unnamed_vector_collection_on_edge(tmp_path):
     assert client.count("images").count == 3 and client.delete_collection("images")
     assert not client.collection_exists("images")
     client.close()
+
+
+# --- the packaged embedder on onnxruntime ---------------------------------------------------------------------
+def test_the_packaged_embedder_runs_on_onnx_and_equals_torch(tmp_path):
+    import numpy as np
+    from sentence_transformers import SentenceTransformer
+
+    from reprolab.rag.embedding import (OnnxSentenceEmbedding, QueryBatcher, load_text_embedder, packaged_model_dir,
+                                        token_counter)
+
+    onnx = load_text_embedder()
+    assert isinstance(onnx, OnnxSentenceEmbedding)
+    torch_model = SentenceTransformer(str(packaged_model_dir()), device="cpu")
+    text = DOC.read_text(encoding="utf-8")
+    texts = QUESTIONS + [text[:400], text[2000:3500], text]  # short, a chunk, and one past the 256-token limit
+    ref = torch_model.encode(texts, normalize_embeddings=True, batch_size=4)
+    got = np.asarray(onnx.get_text_embedding_batch(texts))
+    assert np.abs(got - ref).max() < 1e-6  # one runtime on both sides of the index; and torch's vectors, to 1e-6
+    assert np.abs(np.asarray(QueryBatcher(onnx).embed(QUESTIONS[0])) - ref[0]).max() < 1e-6
+    assert len(token_counter(onnx)(text)) == len(torch_model.tokenizer.encode(text, add_special_tokens=False))

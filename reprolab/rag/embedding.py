@@ -2,12 +2,20 @@
 
 from __future__ import annotations
 
+import json
 import logging
+import os
 import threading
 import time
+import warnings
 from collections.abc import Callable
 from functools import lru_cache
 from pathlib import Path
+from typing import Any
+
+import numpy as np
+from llama_index.core.embeddings import BaseEmbedding
+from pydantic import PrivateAttr
 
 from reprolab.errors import ModelError
 from reprolab.packages import package_dir
@@ -30,7 +38,12 @@ def resolve_embedder(name: str) -> str:
 
 @lru_cache(maxsize=2)
 def load_text_embedder(name: str = PACKAGED_TEXT_EMBEDDER, batch_size: int = 32):
-    """A LlamaIndex HuggingFaceEmbedding on CPU, L2-normalised (cosine = dot). Cached: one copy per process."""
+    """The text embedder on CPU, L2-normalised (cosine = dot). Cached: one copy per process.
+
+    The packaged MiniLM runs on onnxruntime (`OnnxSentenceEmbedding`, for documents and questions alike: one
+    runtime on both sides of the index); any other name is a LlamaIndex HuggingFaceEmbedding on torch."""
+    if name == PACKAGED_TEXT_EMBEDDER:
+        return OnnxSentenceEmbedding.from_model_dir(packaged_model_dir(), batch_size=batch_size)
     from llama_index.embeddings.huggingface import HuggingFaceEmbedding
 
     path = resolve_embedder(name)
@@ -44,8 +57,7 @@ def load_text_embedder(name: str = PACKAGED_TEXT_EMBEDDER, batch_size: int = 32)
 
 def token_counter(embedder) -> Callable[[str], list[int]]:
     """Chunk sizes count the embedder's own word pieces, so a chunk never exceeds what it can read."""
-    model = getattr(embedder, "_model", None)
-    tokenizer = getattr(model, "tokenizer", None)
+    tokenizer = getattr(embedder, "tokenizer", None) or getattr(getattr(embedder, "_model", None), "tokenizer", None)
     if tokenizer is None:  # an embedder without a word-piece tokenizer: count words
         return lambda text: text.split()
     return lambda text: tokenizer.encode(text, add_special_tokens=False)
@@ -79,6 +91,8 @@ class QueryBatcher:
         return slot["vector"]
 
     def _embed_queries(self, questions: list[str]) -> list[list[float]]:
+        if isinstance(self.embedder, OnnxSentenceEmbedding):
+            return self.embedder.embed(questions)
         # LlamaIndex has no public batch *query* embedding; HuggingFaceEmbedding's `_embed(prompt_name="query")`
         # is what its get_query_embedding runs per text (tests/test_rag_unit.py checks both agree).
         embed = getattr(self.embedder, "_embed", None)
@@ -106,3 +120,101 @@ class QueryBatcher:
                     slot["error"] = e
             for _, _, done in batch:
                 done.set()
+
+
+class OnnxSentenceEmbedding(BaseEmbedding):
+    """A sentence-transformers model (BERT, mean pooling, L2 normalisation) on onnxruntime: a CPU forward pass
+    several times cheaper than torch's for short texts, with vectors equal to torch's to ~1e-7
+    (tests/test_rag_speed.py). The ONNX graph is exported from the model's own weights with torch.onnx on first
+    load and kept in `cache_dir`, keyed by the weights' hash."""
+
+    max_length: int = 256
+    _session: Any = PrivateAttr()
+    _tokenizer: Any = PrivateAttr()
+
+    @classmethod
+    def from_model_dir(cls, model_dir: Path, batch_size: int = 32, cache_dir: Path | None = None):
+        import onnxruntime
+        from transformers import AutoTokenizer
+
+        pooling = json.loads((model_dir / "1_Pooling" / "config.json").read_text())
+        if not pooling.get("pooling_mode_mean_tokens") or "Normalize" not in (model_dir / "modules.json").read_text():
+            raise ModelError(f"{model_dir}: only mean-pooled, normalised sentence-transformers models run on ONNX")
+        max_length = json.loads((model_dir / "sentence_bert_config.json").read_text()).get("max_seq_length", 256)
+        onnx_path = export_onnx(model_dir, cache_dir or Path.home() / ".cache" / "reprolab" / "onnx")
+        options = onnxruntime.SessionOptions()
+        options.log_severity_level = 3
+        # One thread, no spin-waiting: on a shared 2-core machine a spinning pool halves the throughput of the
+        # service around it (bench.rag); concurrent questions are batched into one call instead.
+        options.intra_op_num_threads = options.inter_op_num_threads = 1
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        embedder = cls(model_name=str(model_dir), embed_batch_size=batch_size, max_length=max_length)
+        embedder._session = onnxruntime.InferenceSession(str(onnx_path), options, providers=["CPUExecutionProvider"])
+        embedder._tokenizer = AutoTokenizer.from_pretrained(str(model_dir))
+        log.info("text embedder loaded", extra={"embedder": str(model_dir), "runtime": "onnxruntime",
+                                               "onnx": str(onnx_path)})
+        return embedder
+
+    @property
+    def tokenizer(self):
+        return self._tokenizer
+
+    def embed(self, texts: list[str]) -> list[list[float]]:
+        enc = self._tokenizer(texts, padding=True, truncation=True, max_length=self.max_length, return_tensors="np")
+        feed = {i.name: enc[i.name].astype(np.int64) for i in self._session.get_inputs()}
+        hidden = self._session.run(None, feed)[0]
+        mask = enc["attention_mask"][..., None].astype(np.float32)
+        mean = (hidden * mask).sum(axis=1) / np.clip(mask.sum(axis=1), 1e-9, None)
+        return (mean / np.clip(np.linalg.norm(mean, axis=1, keepdims=True), 1e-12, None)).tolist()
+
+    def _get_text_embedding(self, text: str) -> list[float]:
+        return self.embed([text])[0]
+
+    def _get_text_embeddings(self, texts: list[str]) -> list[list[float]]:
+        return self.embed(texts)
+
+    def _get_query_embedding(self, query: str) -> list[float]:
+        return self.embed([query])[0]
+
+    async def _aget_query_embedding(self, query: str) -> list[float]:
+        return self._get_query_embedding(query)
+
+
+def export_onnx(model_dir: Path, cache_dir: Path) -> Path:
+    """The model's ONNX graph (token ids -> last hidden state), exported once per weights file; written whole."""
+    import hashlib
+
+    weights = next((model_dir / n for n in ("model.safetensors", "pytorch_model.bin") if (model_dir / n).is_file()),
+                   None)
+    if weights is None:
+        raise ModelError(f"{model_dir} has no model weights to export to ONNX")
+    digest = hashlib.sha256(weights.read_bytes()).hexdigest()[:16]
+    target = cache_dir / f"{model_dir.parent.name}-{digest}.onnx"
+    if target.is_file():
+        return target
+    import torch
+    from transformers import AutoModel, AutoTokenizer
+
+    model = AutoModel.from_pretrained(str(model_dir)).eval()
+    sample = AutoTokenizer.from_pretrained(str(model_dir))(["an export sample", "a second one"], padding=True,
+                                                         return_tensors="pt")
+    names = [n for n in ("input_ids", "attention_mask", "token_type_ids") if n in sample]
+
+    class LastHidden(torch.nn.Module):
+        def __init__(self, m):
+            super().__init__()
+            self.m = m
+
+        def forward(self, *inputs):
+            return self.m(**dict(zip(names, inputs))).last_hidden_state
+
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_suffix(f".{os.getpid()}.tmp")
+    with warnings.catch_warnings():  # the tracer's notes on shape-dependent Python branches of the attention
+        warnings.simplefilter("ignore")
+        torch.onnx.export(LastHidden(model), tuple(sample[n] for n in names), str(tmp), input_names=names,
+                          output_names=["last_hidden_state"], opset_version=17, dynamo=False,
+                          dynamic_axes={n: {0: "batch", 1: "tokens"} for n in [*names, "last_hidden_state"]})
+    os.replace(tmp, target)
+    log.info("embedder exported to ONNX", extra={"model_dir": str(model_dir), "onnx": str(target)})
+    return target
