@@ -98,7 +98,8 @@ def metrics_table(metrics: dict, baseline: str) -> list[str]:
         cells = [_fmt(variants[v][name]) if name in variants[v] else "–" for v in variants]
         for v in others:
             a, b = variants[baseline].get(name), variants[v].get(name)
-            cells.append(f"{b - a:+.4g}" if a is not None and b is not None else "–")
+            counted = name.startswith("n_")  # a count (messages evaluated) is not a score to compare
+            cells.append(f"{b - a:+.4g}" if a is not None and b is not None and not counted else "–")
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
     return lines
 
@@ -112,7 +113,7 @@ def auto_limits(metrics: dict, baseline: str) -> list[str]:
         if variant == baseline:
             continue
         worse = sorted(k for k, v in flat.items() if k in base and "rank" not in k and "tokens" not in k
-                       and "chance" not in k and v < base[k])
+                       and "chance" not in k and not k.startswith("n_") and v < base[k])
         if worse:
             notes.append(f"`{variant}` scores below `{baseline}` on: {', '.join(worse)}.")
     for variant, flat in variants.items():
@@ -166,8 +167,9 @@ def render_card(model: str, spec: ModelSpec, evaluation: dict, params: dict, sna
         lines += ["```yaml", yaml.safe_dump(shown, sort_keys=True).rstrip(), "```"]
     else:
         lines.append("(no params sections configured for this model)")
-    lines += ["", f"## Evaluation (baseline: `{spec.baseline}`)", "", *metrics_table(metrics, spec.baseline)]
     variants = comparable_variants(metrics, spec.baseline)
+    against = f" (baseline: `{spec.baseline}`)" if spec.baseline in variants else ""
+    lines += ["", f"## Evaluation{against}", "", *metrics_table(metrics, spec.baseline)]
     rest = flatten({k: v for k, v in metrics.items() if k not in variants}) if variants else {}
     if rest:  # settings and reference values beside the variants: test-set size, chance level, ...
         lines += ["", *[f"- `{k}`: {_fmt(v)}" for k, v in sorted(rest.items())]]
