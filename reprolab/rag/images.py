@@ -26,6 +26,14 @@ class ImageHit:
     score: float
 
 
+def create_image_collection(client, name: str, dim: int) -> None:
+    """The images collection: one unnamed dense vector (cosine) per image."""
+    from qdrant_client import models
+
+    with store_errors(f"create collection {name!r}"):
+        client.create_collection(name, vectors_config=models.VectorParams(size=dim, distance=models.Distance.COSINE))
+
+
 def build_image_collection(client, embedder, records: list[dict], image_root: Path, collection: str,
                            batch_size: int = 32) -> int:
     """(Re)create `collection` from records {"id", "image" (relative to image_root), "text"}; returns the count."""
@@ -36,8 +44,7 @@ def build_image_collection(client, embedder, records: list[dict], image_root: Pa
     with store_errors(f"create collection {collection!r}"):
         if client.collection_exists(collection):
             client.delete_collection(collection)
-        client.create_collection(collection, vectors_config=models.VectorParams(size=embedder.dim,
-                                                                                 distance=models.Distance.COSINE))
+    create_image_collection(client, collection, embedder.dim)
     for start in tqdm(range(0, len(records), batch_size), desc="images", leave=False):
         batch = records[start : start + batch_size]
         vectors = embedder.encode_images([image_root / r["image"] for r in batch])

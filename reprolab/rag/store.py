@@ -15,9 +15,11 @@ log = logging.getLogger(__name__)
 
 
 def open_client(url: str | None = None, path: str | Path | None = None, timeout: float = 5.0,
-                api_key: str | None = None):
-    """QdrantClient for `url` (server, with its API key if any), or for `path` an EdgeClient: embedded Qdrant Edge,
-    the Rust engine (qdrant-client's local mode scores sparse vectors in Python, point by point), one at a time."""
+                api_key: str | None = None, engine: str = "edge"):
+    """QdrantClient for `url` (server, with its API key if any), or for `path` an embedded engine, one process at
+    a time: `edge` (EdgeClient: Qdrant Edge, the Rust engine, for serving) or `local` (qdrant-client's local mode:
+    scores sparse vectors in Python, point by point, but breaks ties in insertion order, so the index stage's
+    evaluation repeats to the byte; Edge orders tied points differently from one process to the next)."""
     from qdrant_client import QdrantClient
 
     from reprolab.rag.edge import EdgeClient
@@ -28,11 +30,13 @@ def open_client(url: str | None = None, path: str | Path | None = None, timeout:
     if path is None:
         raise ConfigError("set QDRANT_URL (server) or a Qdrant folder (embedded mode)")
     Path(path).mkdir(parents=True, exist_ok=True)
+    if engine not in ("edge", "local"):
+        raise ConfigError(f"embedded Qdrant engine {engine!r}: use 'edge' or 'local'")
     try:
-        client = EdgeClient(path)
+        client = EdgeClient(path) if engine == "edge" else QdrantClient(path=str(path))
     except RuntimeError as e:  # "Storage folder ... is already accessed by another instance"
         raise ConfigError(f"Qdrant folder {path} is in use by another process: {e}") from e
-    log.info("qdrant embedded", extra={"qdrant_path": str(path)})
+    log.info("qdrant embedded", extra={"qdrant_path": str(path), "engine": engine})
     return client
 
 
