@@ -2,14 +2,16 @@
 
 Also reports the stage's training tokens/s (from reports/llm/timing.json when the stage has run) and, in a short
 LoRA run here, float32 against the stage's bf16 autocast on CPU (`cpu_bf16`), same steps and examples.
-Usage: python bench/llm.py [--n 24] [--style finetuned] [--train-steps 8]
+Usage: python bench/llm.py [--n 24] [--style finetuned] [--train-steps 8] | --batch-sweep
 """
 
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import sys
+import time
 from pathlib import Path
 
 import torch
@@ -25,6 +27,32 @@ from reprolab.llm.tasks import load_task  # noqa: E402
 from reprolab.llm.train import pick_subset, train_lora  # noqa: E402
 
 
+def batch_sweep(model, contexts=(100, 1000), batches=(12, 24, 50), steps: int = 4) -> None:
+    """CPU seconds of one decode step (one new token per row, KV cache of `context` tokens) by batch size.
+
+    Decoding is a sequence of such steps, one per generated token of the batch's longest row, so rows per
+    batch is the knob `eval_batch_size`: the table prints the per-row cost relative to the smallest batch.
+    CPU time (process_time) rather than wall time, so a loaded machine distorts it less.
+    """
+    print(f"\nDecode step cost by batch size ({steps} steps each, CPU seconds, greedy, float32)")
+    print(f"{'context':>8s} {'batch':>6s} {'s/step':>8s} {'s/row-step':>11s} {'vs smallest':>12s}")
+    with torch.no_grad():
+        for context in contexts:
+            prefix = model(input_ids=torch.randint(100, 1000, (1, context)), use_cache=True).past_key_values
+            first = None
+            for batch in batches:
+                cache = copy.deepcopy(prefix)
+                cache.batch_repeat_interleave(batch)
+                x = torch.randint(100, 1000, (batch, 1))
+                start = time.process_time()
+                for _ in range(steps):
+                    cache = model(input_ids=x, past_key_values=cache, use_cache=True).past_key_values
+                per_step = (time.process_time() - start) / steps
+                first = first or per_step / batch
+                print(f"{context:8d} {batch:6d} {per_step:8.3f} {per_step / batch:11.4f} "
+                      f"{first / (per_step / batch):11.2f}x")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--n", type=int, default=24)
@@ -32,12 +60,16 @@ def main() -> None:
     ap.add_argument("--max-new-tokens", type=int, default=32)
     ap.add_argument("--batch-size", type=int, default=24)
     ap.add_argument("--train-steps", type=int, default=8)
+    ap.add_argument("--batch-sweep", action="store_true", help="only the decode-step cost by batch size")
     args = ap.parse_args()
     torch.set_num_threads(2)
     torch.manual_seed(0)
     onto, data = load_task("nlupp", Path("splits"), Path("corpus"), ["banking"])
     examples = pick_subset(data["test"], args.n, 0)
     model, tok = load_chat_model()
+    if args.batch_sweep:
+        batch_sweep(model)
+        return
     texts = [prompts.chat_prompt(tok, prompts.user_turn(args.style, onto, ex.text)) for ex in examples]
     marker = "\u0000END\u0000"
     prefix = prompts.chat_prompt(tok, prompts.shared_prefix(args.style, onto) + marker).split(marker)[0]
@@ -57,8 +89,8 @@ def main() -> None:
     print(f"identical outputs: {same}/{args.n} (batched padding may flip near-ties in float32)")
 
     timing = Path("reports/llm/timing.json")
-    if timing.is_file():
-        t = json.loads(timing.read_text())["train"]
+    t = json.loads(timing.read_text()).get("train", {}) if timing.is_file() else {}
+    if t.get("tokens_per_second"):
         print(f"\nTraining (stage, reports/llm/timing.json): {t['tokens']} tokens in {t['seconds']} s "
               f"= {t['tokens_per_second']} tokens/s")
     if args.train_steps:
