@@ -105,6 +105,20 @@ def test_metrics_count_refusals_per_route_and_status_and_name_the_served_model(k
 
 
 @pytest.mark.slow
+def test_the_ask_example_sends_the_read_key(keyed, tmp_path):
+    questions = tmp_path / "perguntas.txt"
+    questions.write_text("1. Onde fica a sede?\n2. Quem fundou a empresa?\n")
+    env = {**os.environ, "QUERY_URL": keyed.url}
+    run = subprocess.run(["examples/ask.sh", str(questions)], cwd=REPO, env={**env, "READ_API_KEY": READ_KEY},
+                         capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0 and run.stdout.count("Q: ") == 2, run.stderr
+    assert READ_KEY not in run.stdout + run.stderr
+    refused = subprocess.run(["examples/ask.sh", str(questions)], cwd=REPO, env=env, capture_output=True, text=True,
+                             timeout=300)
+    assert refused.returncode != 0 and "401" in refused.stderr
+
+
+@pytest.mark.slow
 def test_no_key_reaches_the_log(keyed):
     httpx.post(keyed.url + "/documents", json={"text": "x"}, headers=bearer(WRONG), timeout=30)
     log = Path(keyed.log.name).read_text()
