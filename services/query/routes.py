@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import io
 
-from fastapi import APIRouter, File, Form, UploadFile
+from fastapi import APIRouter, File, Form, Request, UploadFile
 from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
 from reprolab.rag.errors import InputError, PayloadTooLarge, UnprocessableDocument
-from services.runtime import EngineDep, MetricsDep, SettingsDep
+from services.runtime import EngineDep, SettingsDep
 
 router = APIRouter(tags=["query"])
 
@@ -65,12 +65,15 @@ def _check_question(text: str, settings) -> str:
 
 
 @router.post("/query", response_model=QueryOut)
-def query(body: QueryIn, engine: EngineDep, settings: SettingsDep, metrics: MetricsDep):
+async def query(body: QueryIn, request: Request):
     """Hybrid retrieval inside Qdrant (dense + sparse, RRF) and an answer that cites its passages as [n], or says plainly that the
     documents do not contain the answer."""
+    # One worker-thread hop for the blocking part (embedding, Qdrant, the answer); the app state is read here
+    # rather than through sync dependencies, each of which would be a thread hop of its own (bench.rag).
+    engine, settings, metrics = request.app.state.engine, request.app.state.settings, request.app.state.metrics
     question = _check_question(body.question, settings)
     top_k = min(body.top_k or engine.config.retrieval.top_k, settings.top_k_max)
-    result = engine.query(question, top_k, body.filters, generate=body.generate)
+    result = await run_in_threadpool(engine.query, question, top_k, body.filters, generate=body.generate)
     metrics.inc("queries_total", answerable=str(result.answer.answerable).lower())
     a = result.answer
     return QueryOut(
