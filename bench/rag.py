@@ -3,13 +3,14 @@ retriever, on the same chunks, vectors and embedder.
 
 1. Builds the documents collection of the shipped documents (samples/docs) with the params.yaml `index`
    settings into a temp folder and writes its manifest, as the index stage does.
-2. Starts the service (`services.app:app` under uvicorn, embedded Qdrant, the manifest's settings) and loads it
+2. Starts the service (`services.app:app` under uvicorn, embedded Qdrant (Qdrant Edge), the manifest's settings,
+   the packaged MiniLM on onnxruntime) and loads it
    from a separate process (the load generator: one reused HTTP client per worker thread, a warm-up, then
    `--requests` requests per concurrency level), retrieval only (`generate: false`: hybrid search in Qdrant +
    grounded quotes).
 3. In this process, after the service has stopped: LlamaIndex's default path (VectorStoreIndex over the same
    chunks with their stored vectors, `as_retriever(similarity_top_k=5)`, dense only, no HTTP) at the same
-   concurrency levels, same questions.
+   concurrency levels, same questions, same embedder object (`load_text_embedder`: onnxruntime).
 With --profile, py-spy samples the service during the concurrency-8 level and the table of where its CPU time
 went (self time by function, and by library) is printed.
 

