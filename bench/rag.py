@@ -65,10 +65,16 @@ def run_level(call, items: list[str], concurrency: int, requests: int, warmup: i
 
     with ThreadPoolExecutor(concurrency) as pool:
         list(pool.map(one, range(warmup)))
-        start = time.perf_counter()
+        start, cpu = time.perf_counter(), time.process_time()
         latencies = list(pool.map(one, range(requests)))
-        wall = time.perf_counter() - start
-    return summary(latencies, wall)
+        wall, cpu = time.perf_counter() - start, time.process_time() - cpu
+    return {**summary(latencies, wall), "cpu_ms": 1e3 * cpu / requests}  # this process's CPU per request
+
+
+def process_cpu_s(pid: int) -> float:
+    """User + system CPU seconds of a process so far (/proc: the service is another process)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 # --- the load generator (its own process) ---------------------------------------------------------------------
@@ -209,14 +215,18 @@ def main() -> None:
                                             "--output", str(tmp / "profile.txt"), "--rate", "200", "--nonblocking"],
                                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
                     time.sleep(1.0)
+                service_cpu = process_cpu_s(proc.pid)
                 out = subprocess.run([sys.executable, "-m", "bench.rag", "--load", url, "--concurrency", str(c),
                                       "--requests", str(args.requests), "--warmup", str(args.warmup)],
                                      cwd=REPO, capture_output=True, text=True, check=True)
+                service_cpu = 1e3 * (process_cpu_s(proc.pid) - service_cpu) / (args.requests + args.warmup)
                 if spy is not None:
                     spy.send_signal(signal.SIGINT)  # py-spy writes its output on SIGINT, not on SIGTERM
                     spy.wait(timeout=60)
                     profile = where_time_went(tmp / "profile.txt") if (tmp / "profile.txt").exists() else None
-                rows.append(("service (HTTP, hybrid in Qdrant)", c, json.loads(out.stdout.strip().splitlines()[-1])))
+                level = json.loads(out.stdout.strip().splitlines()[-1])
+                level["cpu_ms"] += service_cpu  # the load generator's CPU per request + the service's
+                rows.append(("service (HTTP, hybrid in Qdrant)", c, level))
         finally:
             proc.terminate()
             proc.wait(timeout=30)
@@ -229,9 +239,11 @@ def main() -> None:
     print(f"\n{len(chunks)} chunks from {len(list(DOCS.glob('*.txt')))} documents; {args.requests} requests per "
           f"level after {args.warmup} warm-up; load average {load[0]:.1f} {load[1]:.1f} {load[2]:.1f} "
           f"on {os.cpu_count()} CPUs")
-    print(f"| system | concurrency | requests | p50 ms | p95 ms | req/s |\n|---|---|---|---|---|---|")
+    print("| system | concurrency | requests | p50 ms | p95 ms | req/s | CPU ms a request |\n|---|---|---|---|---|---|---|")
     for name, c, r in rows:
-        print(f"| {name} | {c} | {r['n']} | {r['p50']:.1f} | {r['p95']:.1f} | {r['rps']:.1f} |")
+        print(f"| {name} | {c} | {r['n']} | {r['p50']:.1f} | {r['p95']:.1f} | {r['rps']:.1f} | {r['cpu_ms']:.1f} |")
+    print("(CPU: the service's and its load generator's together, or the in-process retriever's: the machine's "
+          f"{os.cpu_count()} cores give at most {os.cpu_count()}000 / CPU ms req/s when idle)")
     ours = {c: r for name, c, r in rows if name.startswith("service")}
     base = {c: r for name, c, r in rows if name.startswith("LlamaIndex")}
     for c in levels:
