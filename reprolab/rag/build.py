@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import shutil
+import tempfile
 import time
 from pathlib import Path
 from typing import Literal
@@ -16,10 +17,12 @@ from reprolab.data.atomic import swap_in
 from reprolab.data.jsonl import read_jsonl
 from reprolab.evaluation.rag import HALVES, RagOutcome, evaluate_rag, load_labelled_set
 from reprolab.rag.config import RagConfig
-from reprolab.rag.embedding import embedding_dim
+from reprolab.rag.embedding import embedding_dim, load_text_embedder
 from reprolab.rag.engine import RagEngine, load_clip
 from reprolab.rag.images import build_image_collection
 from reprolab.rag.manifest import manifest_record
+from reprolab.rag.portable import COLLECTIONS, export_collections, index_creators, load_collections
+from reprolab.rag.store import open_client
 
 log = logging.getLogger(__name__)
 
@@ -74,7 +77,8 @@ def evaluate(cfg: IndexConfig, corpus: Path, index_dir: Path) -> tuple[list[dict
     questions = load_labelled_set(Path(cfg.labelled_set), text)
     backends = {cfg.rag.answer.backend: set(HALVES)}
     backends.update({b: {"report"} for b in cfg.compare_backends if b != cfg.rag.answer.backend})
-    engine = RagEngine.open(cfg.rag, qdrant_path=index_dir / "qdrant")
+    scratch = Path(tempfile.mkdtemp(prefix="rag-eval-"))
+    engine = evaluation_engine(cfg, index_dir, scratch)
     cache: dict[str, list] = {}
     try:
         def ask(q, backend: str) -> RagOutcome:
@@ -90,4 +94,27 @@ def evaluate(cfg: IndexConfig, corpus: Path, index_dir: Path) -> tuple[list[dict
         rows, timings = evaluate_rag(questions, ask, backends)
     finally:
         engine.close()
+        shutil.rmtree(scratch, ignore_errors=True)
     return rows, timings
+
+
+def evaluation_engine(cfg: IndexConfig, index_dir: Path, scratch: Path) -> RagEngine:
+    """The built index's documents in qdrant-client's local mode, loaded in id order: its ties break in
+    insertion order, so the evaluation repeats to the byte (Qdrant Edge orders tied points differently in each
+    process). Reads the index's exported collections where it has them, else exports its Qdrant folder."""
+    name = cfg.rag.documents_collection
+    source_dir = index_dir
+    if not (index_dir / COLLECTIONS / f"{name}.jsonl").is_file():
+        source = open_client(path=index_dir / "qdrant")
+        try:
+            export_collections(source, [name], scratch)
+        finally:
+            source.close()
+        source_dir = scratch
+    client = open_client(path=scratch / "qdrant", engine="local")
+    try:
+        load_collections(client, source_dir, index_creators(name, None))
+        return RagEngine(cfg.rag, client, load_text_embedder(cfg.rag.text_embedder))
+    except Exception:
+        client.close()
+        raise
