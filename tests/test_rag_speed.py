@@ -96,6 +96,13 @@ def test_an_unnamed_vector_collection_on_edge(tmp_path):
     assert [h.payload["n"] for h in hits] == [0, 1] and hits[0].score == pytest.approx(1.0)
     assert client.retrieve("images", ids[2:], with_vectors=True)[0].vector == pytest.approx([5 ** -0.5, 2 * 5 ** -0.5, 0.0])  # cosine: stored normalised
     assert client.get_collection("images").config.params.vectors.size == 3
+    pages, offset = [], None
+    while True:  # scroll pages: the next offset of one page is where the next starts
+        page, offset = client.scroll("images", limit=2, offset=offset, with_payload=True)
+        pages.append([p.payload["n"] for p in page])
+        if offset is None:
+            break
+    assert pages == [[0, 1], [2]]
     assert client.count("images").count == 3 and client.delete_collection("images")
     assert not client.collection_exists("images")
     client.close()
