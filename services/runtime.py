@@ -14,6 +14,7 @@ import logging
 import time
 from collections.abc import Callable
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Annotated
 
 from fastapi import Depends, FastAPI, Request
@@ -25,6 +26,8 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, G
 from reprolab import logs
 from reprolab.errors import ReprolabError
 from reprolab.rag.engine import RagEngine
+from reprolab.rag.manifest import load_manifest
+from reprolab.rag.portable import COLLECTIONS, index_creators, materialize
 from services.settings import Settings, get_settings
 
 log = logging.getLogger(__name__)
@@ -142,12 +145,28 @@ ReadAccess = Depends(require_read)
 def open_engine(settings: Settings) -> RagEngine:
     """The index stage's manifest decides what is served; embedded Qdrant unless QDRANT_URL is set. Reaching the
     server is not required to start (/readyz tells); an index of another embedder or dimension is refused."""
+    if not settings.qdrant_url:
+        materialize_index(settings)
     return RagEngine.serve(
         settings.index_manifest, answer_backend=settings.answer_backend,
         qdrant_url=settings.qdrant_url, qdrant_path=None if settings.qdrant_url else settings.qdrant_path,
         qdrant_api_key=settings.qdrant_api_key, clip_model_dir=settings.clip_model_dir,
         mistral_api_key=settings.mistral_api_key, mistral_url=settings.mistral_url,
     )
+
+
+def materialize_index(settings: Settings) -> None:
+    """Embedded mode serves QDRANT_PATH, built from the collections the index stage exported beside its manifest
+    (reprolab.rag.portable): once per export, so documents ingested since then stay until a new index arrives."""
+    index_dir = Path(settings.index_manifest).parent
+    if not (index_dir / COLLECTIONS).is_dir():
+        log.warning("no exported collections beside the index manifest: serving the Qdrant folder as it is",
+                    extra={"index_manifest": settings.index_manifest, "qdrant_path": settings.qdrant_path})
+        return
+    rag = load_manifest(settings.index_manifest).rag
+    images = rag.images_collection if (index_dir / COLLECTIONS / f"{rag.images_collection}.jsonl").is_file() else None
+    if materialize(index_dir, Path(settings.qdrant_path), index_creators(rag.documents_collection, images)):
+        log.info("index materialized", extra={"index": str(index_dir), "qdrant_path": settings.qdrant_path})
 
 
 def start(app: FastAPI) -> Settings:

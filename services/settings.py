@@ -14,7 +14,8 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_file=".env", extra="ignore")
 
     qdrant_url: str | None = Field(None, description="Qdrant server; unset = embedded Qdrant in qdrant_path")
-    qdrant_path: str = "index/qdrant"
+    # Embedded mode: the served folder, materialized from the index stage's export (index/collections) at start.
+    qdrant_path: str = ".serve/qdrant"
     # What the RAG services serve comes from the index stage's record (embedder, chunking, retrieval, answer);
     # the environment adds only where things are, keys, limits, and an explicit answer-backend override.
     index_manifest: str = "index/manifest.json"

@@ -117,3 +117,37 @@ def test_loading_refuses_a_missing_export_and_the_command_line_loads_it(tmp_path
     assert {c.name for c in client.get_collections().collections} == {"documents", "images"}
     assert client.count("images").count == len(IMAGES)
     client.close()
+
+
+def test_the_service_serves_the_exported_index_materialized_at_start(tmp_path):
+    """What `make serve` does: index/ holds only the manifest and the export; the service builds its embedded
+    folder from them and answers from the very first query, with no ingest."""
+    import httpx
+
+    from reprolab.config import load_section
+    from reprolab.rag.build import IndexConfig
+    from reprolab.rag.embedding import embedding_dim, load_text_embedder
+    from tests.test_services_http import Service
+
+    cfg = load_section("index", IndexConfig, REPO / "params.yaml")
+    embedder = load_text_embedder(cfg.rag.text_embedder)
+    index = tmp_path / "index"
+    client = open_client(path=tmp_path / "build", engine="local")
+    try:
+        DocumentIndex(client, embedder, cfg.rag).ingest(DOC.read_text(encoding="utf-8"), "docs/hotmart.txt")
+        export_collections(client, [cfg.rag.documents_collection], index)
+    finally:
+        client.close()
+    write_json(index / "manifest.json", manifest_record(cfg.rag, embedding_dim(embedder)))
+    served = tmp_path / "served"
+    svc = Service("services.app:app", {"QDRANT_PATH": str(served), "INDEX_MANIFEST": str(index / "manifest.json"),
+                                       "CLIP_MODEL_DIR": str(tmp_path / "no-clip")}, tmp_path)
+    try:
+        svc.wait()
+        body = httpx.post(svc.url + "/query", json={"question": "Qual é a sede global da Hotmart?",
+                                                    "generate": False}, timeout=60).json()
+        assert body["passages"][0]["document_id"] == "docs/hotmart.txt" and "Amsterdã" in body["answer"]
+    finally:
+        svc.stop()
+    assert (served / ".materialized-from").read_text().split()[1] == export_digest(index)
+    assert sorted(p.name for p in index.iterdir()) == ["collections", "manifest.json"]  # the DVC output untouched
