@@ -140,6 +140,15 @@ def test_viggo_runs_through_the_same_stage_code(tmp_path, sample_data):
     assert (tmp_path / "adapter" / "adapter_config.json").is_file()
     ids = {out["id"] for out in result.rows["finetuned"].outputs}
     assert all(i.startswith("viggo/") for i in ids), ids
+    # seconds for timing.json only (issue 16): the stage's parts are timed, evaluation.json's extra holds none
+    import json
+
+    from reprolab.llm.pipeline import split_seconds
+
+    assert {"train", "load_base", *ROWS} <= set(result.seconds)
+    costs, seconds = split_seconds(result.extra["costs"])
+    assert set(costs) == set(ROWS) and all(seconds[row]["cpu_seconds"] > 0 for row in ROWS)
+    assert "second" not in json.dumps({**result.extra, "costs": costs})
 
 
 def _fused_head_call(model, input_ids, labels):
