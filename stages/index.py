@@ -1,5 +1,6 @@
-"""DVC stage `index`: the Qdrant collections the query service serves (index/, with index/manifest.json that
-the services read their settings from), and the RAG evaluation (reports/rag, evidence contract)."""
+"""DVC stage `index`: the collections the query service serves, exported (index/collections, loaded into Qdrant
+by the services: reprolab.rag.portable), index/manifest.json that the services read their settings from, and
+the RAG evaluation (reports/rag, evidence contract)."""
 
 from __future__ import annotations
 
@@ -24,8 +25,7 @@ def main() -> None:
     torch.set_num_threads(2)
     torch.manual_seed(0)
     cfg = load_section("index", IndexConfig)
-    manifest = build(cfg, CORPUS, SPLITS, INDEX)
-    write_json(INDEX / "manifest.json", manifest)
+    build(cfg, CORPUS, SPLITS, INDEX)  # index/manifest.json + index/collections/*.jsonl, swapped in whole
     rows, timings = evaluate(cfg, CORPUS, INDEX)
     headline = cfg.rag.answer.backend
     evaluation = write_evaluation(REPORTS / "rag", RAG_SPECS, rows, headline, extra={"served_backend": headline})

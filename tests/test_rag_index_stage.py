@@ -32,7 +32,14 @@ def test_index_build_and_evaluation(tmp_path, monkeypatch, sample_data):
     docs = manifest["collections"][cfg.rag.documents_collection]
     assert docs["points"] == sum(d["chunks"] for d in manifest["documents"]) > 50 and docs["dim"] == 384
     assert manifest["collections"][cfg.rag.images_collection]["points"] == len(manifest["images"]) == 200
-    assert (tmp_path / "index/qdrant").is_dir() and not (tmp_path / "index.tmp").exists()
+    # The DVC output is the manifest and the exported points, nothing of an engine's folder or the build's scratch.
+    assert sorted(str(p.relative_to(tmp_path / "index")) for p in (tmp_path / "index").rglob("*")) == [
+        "collections", "collections/documents.jsonl", "collections/images.jsonl", "manifest.json"]
+    assert json.loads((tmp_path / "index/manifest.json").read_text()) == manifest
+    assert [p.name for p in tmp_path.iterdir()] == ["index"]  # no staging folder left beside it
+    first = {p.name: p.read_bytes() for p in (tmp_path / "index/collections").iterdir()}
+    build(cfg, CORPUS, SPLITS, tmp_path / "index")  # a rebuild: the same bytes
+    assert {p.name: p.read_bytes() for p in (tmp_path / "index/collections").iterdir()} == first
 
     served = IndexManifest.model_validate(manifest)  # what the services will read back
     assert served.rag == cfg.rag and served.embedder.dim == 384

@@ -1,5 +1,5 @@
-"""Build the collections the query service serves (documents, images) into a fresh local Qdrant folder, record
-the resolved settings in its manifest, then evaluate retrieval and answers on the labelled question set."""
+"""Build the collections the query service serves (documents, images), export them with the resolved settings
+in the manifest (index/), then evaluate retrieval and answers on the labelled question set."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from typing import Literal
 from pydantic import Field
 
 from reprolab.config import StrictConfig
-from reprolab.data.atomic import swap_in
+from reprolab.data.atomic import staged_folder, write_json
 from reprolab.data.jsonl import read_jsonl
 from reprolab.evaluation.rag import HALVES, RagOutcome, evaluate_rag, load_labelled_set
 from reprolab.rag.config import RagConfig
@@ -21,7 +21,7 @@ from reprolab.rag.embedding import embedding_dim, load_text_embedder
 from reprolab.rag.engine import RagEngine, load_clip
 from reprolab.rag.images import build_image_collection
 from reprolab.rag.manifest import manifest_record
-from reprolab.rag.portable import COLLECTIONS, export_collections, index_creators, load_collections
+from reprolab.rag.portable import export_collections, index_creators, load_collections
 from reprolab.rag.store import open_client
 
 log = logging.getLogger(__name__)
@@ -38,35 +38,41 @@ class IndexConfig(StrictConfig):
 
 
 def build(cfg: IndexConfig, corpus: Path, splits: Path, out: Path) -> dict:
-    """Write out/qdrant from scratch (into a temp folder swapped in at the end); returns the manifest."""
-    tmp = out.with_name(out.name + ".tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
+    """Write `out` from scratch: manifest.json and the collections exported as JSON lines (reprolab.rag.portable),
+    built in a folder beside it that is swapped in whole at the end; returns the manifest.
+
+    The points are computed in qdrant-client's local mode with the embedder on torch: an engine folder (Edge's
+    segments are named by random UUIDs) and onnxruntime's CPU-chosen kernels would not rebuild to the same bytes."""
     image_embedder = load_clip(cfg.clip_model_dir, required=True)
-    engine = RagEngine.open(cfg.rag, qdrant_path=tmp / "qdrant")
-    engine.images.embedder = image_embedder
-    try:
-        documents = []
-        for rec in sorted(read_jsonl(corpus / "docs" / "records.jsonl"), key=lambda r: r["id"]):
-            text = (corpus / rec["path"]).read_text(encoding="utf-8")
-            result = engine.documents.ingest(text, rec["id"], {"title": rec.get("title", ""), "path": rec["path"]})
-            documents.append({"id": rec["id"], "sha256": rec["sha256"], "chunks": result.chunks})
-        art = [r for split in cfg.image_splits for r in read_jsonl(splits / "art" / f"{split}.jsonl")]
-        images = build_image_collection(engine.client, image_embedder, art, corpus, cfg.rag.images_collection)
-        dim = embedding_dim(engine.embedder)
-        manifest = manifest_record(
-            cfg.rag, dim,
-            collections={
-                cfg.rag.documents_collection: {"points": engine.documents.points(), "embedder": cfg.rag.text_embedder,
-                                               "dim": dim},
-                cfg.rag.images_collection: {"points": images, "embedder": cfg.clip_model_dir, "dim": image_embedder.dim},
-            },
-            documents=documents,
-            images=sorted(r["id"] for r in art),
-        )
-    finally:
-        engine.close()
-    swap_in(tmp, out)  # one exchange: `out` exists at every instant, the old index until the new one is complete
+    with staged_folder(out) as tmp:
+        client = open_client(path=tmp / ".build", engine="local")
+        engine = RagEngine(cfg.rag, client, load_text_embedder(cfg.rag.text_embedder, runtime="torch"),
+                           image_embedder)
+        try:
+            documents = []
+            for rec in sorted(read_jsonl(corpus / "docs" / "records.jsonl"), key=lambda r: r["id"]):
+                text = (corpus / rec["path"]).read_text(encoding="utf-8")
+                result = engine.documents.ingest(text, rec["id"], {"title": rec.get("title", ""), "path": rec["path"]})
+                documents.append({"id": rec["id"], "sha256": rec["sha256"], "chunks": result.chunks})
+            art = [r for split in cfg.image_splits for r in read_jsonl(splits / "art" / f"{split}.jsonl")]
+            images = build_image_collection(client, image_embedder, art, corpus, cfg.rag.images_collection)
+            dim = embedding_dim(engine.embedder)
+            counts = export_collections(client, [cfg.rag.documents_collection, cfg.rag.images_collection], tmp)
+            manifest = manifest_record(
+                cfg.rag, dim,
+                collections={
+                    cfg.rag.documents_collection: {"points": counts[cfg.rag.documents_collection],
+                                                   "embedder": cfg.rag.text_embedder, "dim": dim},
+                    cfg.rag.images_collection: {"points": images, "embedder": cfg.clip_model_dir,
+                                                "dim": image_embedder.dim},
+                },
+                documents=documents,
+                images=sorted(r["id"] for r in art),
+            )
+        finally:
+            engine.close()
+        shutil.rmtree(tmp / ".build")
+        write_json(tmp / "manifest.json", manifest)
     return manifest
 
 
@@ -99,22 +105,14 @@ def evaluate(cfg: IndexConfig, corpus: Path, index_dir: Path) -> tuple[list[dict
 
 
 def evaluation_engine(cfg: IndexConfig, index_dir: Path, scratch: Path) -> RagEngine:
-    """The built index's documents in qdrant-client's local mode, loaded in id order: its ties break in
-    insertion order, so the evaluation repeats to the byte (Qdrant Edge orders tied points differently in each
-    process). Reads the index's exported collections where it has them, else exports its Qdrant folder."""
+    """The built index's documents in qdrant-client's local mode, loaded from its export in id order: its ties
+    break in insertion order, so the evaluation repeats to the byte (Qdrant Edge orders tied points differently in
+    each process). Questions are embedded on torch, as the documents were (see `build`)."""
     name = cfg.rag.documents_collection
-    source_dir = index_dir
-    if not (index_dir / COLLECTIONS / f"{name}.jsonl").is_file():
-        source = open_client(path=index_dir / "qdrant")
-        try:
-            export_collections(source, [name], scratch)
-        finally:
-            source.close()
-        source_dir = scratch
     client = open_client(path=scratch / "qdrant", engine="local")
     try:
-        load_collections(client, source_dir, index_creators(name, None))
-        return RagEngine(cfg.rag, client, load_text_embedder(cfg.rag.text_embedder))
+        load_collections(client, index_dir, index_creators(name, None))
+        return RagEngine(cfg.rag, client, load_text_embedder(cfg.rag.text_embedder, runtime="torch"))
     except Exception:
         client.close()
         raise

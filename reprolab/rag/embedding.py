@@ -38,13 +38,18 @@ def resolve_embedder(name: str) -> str:
     return str(packaged_model_dir()) if name == PACKAGED_TEXT_EMBEDDER else name
 
 
-@lru_cache(maxsize=2)
-def load_text_embedder(name: str = PACKAGED_TEXT_EMBEDDER, batch_size: int = 32):
+@lru_cache(maxsize=4)
+def load_text_embedder(name: str = PACKAGED_TEXT_EMBEDDER, batch_size: int = 32, runtime: str = "onnx"):
     """The text embedder on CPU, L2-normalised (cosine = dot). Cached: one copy per process.
 
-    The packaged MiniLM runs on onnxruntime (`OnnxSentenceEmbedding`, for documents and questions alike: one
-    runtime on both sides of the index); any other name is a LlamaIndex HuggingFaceEmbedding on torch."""
-    if name == PACKAGED_TEXT_EMBEDDER:
+    Serving runs the packaged MiniLM on onnxruntime (`OnnxSentenceEmbedding`): several times cheaper a question.
+    The index stage asks for `runtime="torch"`: torch's kernels are pinned to one instruction set
+    (reprolab/determinism.py), onnxruntime's are chosen by the CPU with no cap, so only torch's vectors rebuild to
+    the same bytes on every host. The two agree to ~1e-7 (tests/test_rag_speed.py). Any other name is a
+    LlamaIndex HuggingFaceEmbedding on torch."""
+    if runtime not in ("onnx", "torch"):
+        raise ModelError(f"text embedder runtime {runtime!r}: use 'onnx' or 'torch'")
+    if name == PACKAGED_TEXT_EMBEDDER and runtime == "onnx":
         return OnnxSentenceEmbedding.from_model_dir(packaged_model_dir(), batch_size=batch_size)
     from llama_index.embeddings.huggingface import HuggingFaceEmbedding
 

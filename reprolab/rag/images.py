@@ -73,7 +73,7 @@ class ImageSearch:
             raise FeatureUnavailable("image search is not available: no CLIP model was configured (CLIP_MODEL_DIR)")
         if not collection_exists(self.client, self.collection):
             raise FeatureUnavailable(f"image search is not available: the collection {self.collection!r} is not "
-                                     "built yet: the index stage builds it into index/qdrant")
+                                     "built yet: the index stage exports it, and `make serve` or the images job loads it")
         with store_errors("search the image collection"):
             result = self.client.query_points(self.collection, query=vector.tolist(), limit=top_k, with_payload=True)
         return [ImageHit(p.payload["id"], p.payload["image"], p.payload.get("description", ""), float(p.score))
