@@ -11,7 +11,6 @@ it rebuilds the collection, so a new month's model replaces the old vectors.
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import uuid
 from pathlib import Path
@@ -19,6 +18,8 @@ from pathlib import Path
 import numpy as np
 
 from reprolab import cli
+from reprolab.data.corpus import FetchConfig
+from reprolab.data.readers import read_art
 from reprolab.errors import DatasetError
 from reprolab.rag.engine import load_clip
 from reprolab.rag.images import IMAGE_NAMESPACE, build_image_collection
@@ -31,19 +32,20 @@ SAME_VECTOR = 0.999  # cosine: the stored vector of the first image came from th
 
 
 def sample_records(samples: Path) -> list[dict]:
-    """{"id", "image", "text"} for every image described in `<samples>/descriptions.json`, relative to its parent."""
-    descriptions = samples / "descriptions.json"
-    try:
-        captions = json.loads(descriptions.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError) as e:
-        raise DatasetError(f"cannot read the sample descriptions {descriptions}: {e}") from e
+    """{"id", "image", "text"} for every shipped image, read as the fetch stage reads a snapshot's art/
+    (reprolab.data.readers.read_art, the fetch defaults), so the ids and captions are the index stage's; a
+    sample the fetch stage would quarantine is an error naming it."""
+    if samples.name != "art":
+        raise DatasetError(f"{samples}: the samples folder is laid out as a snapshot's art/ (descriptions.json, "
+                           f"images/) and must be named 'art'")
+    fetch = FetchConfig()
     records = []
-    for name, text in sorted(captions.items()):
-        if not (samples / "images" / name).is_file():
-            raise DatasetError(f"{descriptions} describes {name!r}, which is not in {samples / 'images'}")
-        records.append({"id": f"{samples.name}/{name}", "image": f"{samples.name}/images/{name}", "text": text.strip()})
+    for candidate in read_art(samples.parent, fetch.min_image_side, fetch.max_description_chars):
+        if candidate.problem:
+            raise DatasetError(f"{samples / 'descriptions.json'}: {Path(candidate.id).name!r}: {candidate.problem}")
+        records.append({k: candidate.record[k] for k in ("id", "image", "text")})
     if not records:
-        raise DatasetError(f"{descriptions} describes no image")
+        raise DatasetError(f"{samples / 'descriptions.json'} describes no image")
     return records
 
 
