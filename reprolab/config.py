@@ -5,6 +5,7 @@ Config classes live beside the code they configure; this module only loads and v
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import TypeVar
 
@@ -16,6 +17,12 @@ from reprolab.errors import ConfigError
 DEFAULT_PARAMS = Path("params.yaml")
 
 Section = TypeVar("Section", bound=BaseModel)
+
+
+def cache_path(kind: str) -> Path:
+    """Where derived, re-creatable files of one kind live (converted model weights, ONNX exports):
+    `$REPROLAB_CACHE/<kind>`, `.cache/<kind>` of the working directory by default (git-ignored)."""
+    return Path(os.environ.get("REPROLAB_CACHE", ".cache")) / kind
 
 
 class StrictConfig(BaseModel):

@@ -14,7 +14,7 @@ import pytest
 
 from reprolab.config import load_section
 from reprolab.evaluation.evidence import (EvidenceError, MetricSpec, by_variant, estimate, evaluate_variants,
-                                          read_examples, write_evaluation)
+                                          headline_only, read_examples, write_evaluation)
 from reprolab.evaluation.gate import ModelEvidence, judge
 from reprolab.evaluation.summary import EvaluateConfig, check_recomputed
 
@@ -61,14 +61,22 @@ def test_write_evaluation_keeps_only_the_headline_in_metrics_and_is_recomputable
     write_evaluation(tmp_path, specs, rows, "tuned", extra={"chance": 0.1})
     metrics = json.loads((tmp_path / "metrics.json").read_text())
     evaluation = json.loads((tmp_path / "evaluation.json").read_text())
-    assert metrics == {"r": 0.5} and set(evaluation["variants"]) == {"base", "tuned"}
+    assert headline_only(metrics) == {"r": 0.5} and set(evaluation["variants"]) == {"base", "tuned"}
+    # Every variant sits in metrics.json too, with its interval: the baselines are read where the headline is.
+    assert set(metrics["variants"]) == {"base", "tuned"}
+    assert set(metrics["variants"]["base"]["r"]) == {"value", "low", "high", "n"}
+    assert metrics["variants"]["base"]["r"]["low"] <= metrics["variants"]["base"]["r"]["value"]
     assert read_examples(tmp_path / "examples.jsonl") == sorted(rows, key=lambda r: (r["variant"], r["id"]))
     evidence = ModelEvidence("m", evaluation, read_examples(tmp_path / "examples.jsonl"))
     check_recomputed(evidence, metrics, "m")
     with pytest.raises(EvidenceError, match="per-example rows give"):
-        check_recomputed(evidence, {"r": 0.9}, "m")
+        check_recomputed(evidence, {**metrics, "r": 0.9}, "m")
     with pytest.raises(EvidenceError, match="no declared direction"):
-        check_recomputed(evidence, {"r": 0.5, "other": 1.0}, "m")
+        check_recomputed(evidence, {**metrics, "other": 1.0}, "m")
+    stale = json.loads(json.dumps(metrics))
+    stale["variants"]["base"]["r"]["high"] = 1.0
+    with pytest.raises(EvidenceError, match="block differs from evaluation.json"):
+        check_recomputed(evidence, stale, "m")
 
 
 # --- the committed evaluations of the pipeline --------------------------------------------------------------
@@ -90,7 +98,8 @@ def test_every_committed_headline_metric_is_declared_and_recomputed():
     assert set(models) == set(cfg.models), "every model's stage commits its evaluation and per-example rows"
     for name, evidence in models.items():
         metrics = json.loads((ROOT / cfg.models[name].metrics).read_text())
-        assert 2 <= len(metrics) <= 8, f"{name}: a handful of headline metrics keeps `dvc metrics show` readable"
+        assert 2 <= len(headline_only(metrics)) <= 8, f"{name}: a handful of headline metrics keeps it readable"
+        assert set(metrics["variants"]) == set(evidence.evaluation["variants"]), f"{name}: every variant, with intervals"
         check_recomputed(evidence, metrics, name)
         for spec in evidence.specs.values():
             assert spec.direction in ("higher", "lower", "count")

@@ -236,7 +236,7 @@ def test_stage_evaluation_holds_the_classical_and_hybrid_rows_with_intervals(tmp
         for metric in ("intent_micro_f1", "slot_f1", "exact_match", "schema_valid_rate"):
             assert row[metric]["low"] <= row[metric]["value"] <= row[metric]["high"]
     assert set(json.loads((tmp_path / "reports" / "metrics.json").read_text())) == {
-        "intent_micro_f1", "slot_f1", "exact_match", "schema_valid_rate", "n_messages"}
+        "intent_micro_f1", "slot_f1", "exact_match", "schema_valid_rate", "n_messages", "variants"}
     assert extra["costs"]["classical"] == {"messages": len(data["test"]), "tokens_per_1000": 0}
     assert set(extra["routing"]) == {"0.8", "0.9"}
     from reprolab.evaluation.presentation import render_presentation

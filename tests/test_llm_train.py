@@ -234,3 +234,24 @@ def test_tokenizer_config_is_written_the_same_online_or_offline(tmp_path):
         written.append((folder / "tokenizer_config.json").read_bytes())
     assert written[0] == written[1]
     assert b"local_files_only" not in written[0]
+
+
+@pytest.mark.slow
+def test_padding_free_batches_train_the_padded_batches_losses(tmp_path):
+    from reprolab.llm.train import LoraTrainConfig, train_lora
+
+    common = dict(max_steps=3, batch_size=4, learning_rate=5e-3, lora_top_layers=2, max_length=128)
+    padded = train_lora(LoraTrainConfig(**common), ONTO, EXAMPLES, tmp_path / "padded")
+    free = train_lora(LoraTrainConfig(**common, padding_free=True), ONTO, EXAMPLES, tmp_path / "free")
+    assert [s["loss"] for s in free.losses] == pytest.approx([s["loss"] for s in padded.losses], rel=1e-4)
+    assert free.train_tokens == padded.train_tokens
+
+
+def test_padding_free_refuses_an_example_longer_than_max_length(tmp_path):
+    from reprolab.errors import ModelError
+    from reprolab.llm.train import LoraTrainConfig, train_lora
+
+    cfg = LoraTrainConfig(max_steps=1, batch_size=2, max_length=24, padding_free=True)
+    with pytest.raises(ModelError, match=r"training examples exceed max_length 24 tokens \(longest \d+\)"):
+        train_lora(cfg, ONTO, EXAMPLES, tmp_path)
+    assert not (tmp_path / "adapter").exists()

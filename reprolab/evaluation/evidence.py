@@ -33,6 +33,7 @@ LEVEL = 0.95
 EXAMPLES = "examples.jsonl"
 EVALUATION = "evaluation.json"
 METRICS = "metrics.json"
+VARIANTS = "variants"  # metrics.json: every variant with its intervals, beside the headline figures
 
 
 class EvidenceError(DatasetError):
@@ -238,7 +239,8 @@ def read_examples(path: Path) -> list[dict]:
 def write_evaluation(model_dir: Path, specs: Sequence[MetricSpec], rows: Sequence[dict], headline_variant: str,
                      extra: dict | None = None, seed: int = 0) -> dict:
     """Write examples.jsonl, evaluation.json (every variant with intervals, the declared specs) and metrics.json
-    (the headline variant's values only: what `dvc metrics show` prints). Returns the evaluation."""
+    (`headline_metrics`: the headline variant's values, and every variant with its intervals). Returns the
+    evaluation."""
     groups = by_variant(rows)
     if headline_variant not in groups:
         raise EvidenceError(f"{model_dir}: the headline variant {headline_variant!r} has no per-example rows "
@@ -257,10 +259,24 @@ def write_evaluation(model_dir: Path, specs: Sequence[MetricSpec], rows: Sequenc
     return evaluation
 
 
-def headline_metrics(evaluation: dict) -> dict[str, float]:
-    """{metric: value} of the headline variant, rounded for a readable `dvc metrics show`."""
+def headline_metrics(evaluation: dict) -> dict:
+    """metrics.json: the headline variant's {metric: value} at the top (what the gate reads and `dvc metrics diff`
+    compares first), and under "variants" every variant of the evaluation (each baseline, half or language) with
+    its value, 95% interval and n, rounded for a readable `dvc metrics show`."""
     row = evaluation["variants"][evaluation["headline_variant"]]
-    return {name: round(est["value"], 4) for name, est in row.items()}
+    flat = {name: round(est["value"], 4) for name, est in row.items()}
+    return {**flat, VARIANTS: rounded_variants(evaluation)}
+
+
+def rounded_variants(evaluation: dict) -> dict:
+    return {variant: {name: {k: round(v, 4) if isinstance(v, float) else v for k, v in est.items()}
+                      for name, est in metrics.items()}
+            for variant, metrics in evaluation["variants"].items()}
+
+
+def headline_only(metrics: dict) -> dict:
+    """A metrics.json's headline figures, without its "variants" block."""
+    return {k: v for k, v in metrics.items() if k != VARIANTS}
 
 
 def declared(evaluation: dict) -> dict[str, MetricSpec]:
@@ -272,7 +288,7 @@ def declared(evaluation: dict) -> dict[str, MetricSpec]:
 def check_declared(metrics: dict, evaluation: dict, where: str) -> None:
     """Every metric in a metrics.json needs a declared spec (its direction): refuse one without."""
     names = declared(evaluation)
-    missing = sorted(k for k in metrics if k not in names)
+    missing = sorted(k for k in headline_only(metrics) if k not in names)
     if missing:
         raise EvidenceError(f"{where}: metric(s) {missing} have no declared direction: declare a MetricSpec for "
                             "each where it is produced")

@@ -129,7 +129,7 @@ def render_presentation(report_dir: Path = Path("reports/llm"),
     lines.append("")
     paired = extra.get("paired_vs_headline", {})
     if paired:
-        lines.append(f"How much better the served system is than each alternative, on the same messages "
+        lines.append("How much better the served system is than each alternative, on the same messages "
                      "(difference in values F1, 95% interval; above zero means clearly better):")
         lines.append("")
         for name in ORDER:

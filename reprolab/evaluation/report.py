@@ -142,7 +142,6 @@ def _signed(x: float | None) -> str:
 
 def model_section(title: str, evidence: ModelEvidence, comparisons: list[Comparison], short: str) -> list[str]:
     """The headline table of one model: base, new with its interval, change on shared ids with its interval."""
-    n = max((c.new.get("n", 0) for c in comparisons), default=0)
     shared = next((c.change for c in comparisons if c.change is not None), None)
     lines = [f"## {title}", "",
              f"Headline variant `{evidence.variant}`; test examples: {len(evidence.headline_rows() or [])}"

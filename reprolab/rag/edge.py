@@ -211,9 +211,15 @@ def _with(selector):
     return list(selector) if isinstance(selector, (list, tuple)) else bool(selector)
 
 
+def _vector(v):
+    """One qdrant-client vector (dense list or SparseVector) as Qdrant Edge takes it."""
+    if isinstance(v, models.SparseVector):
+        return qe.SparseVector(list(v.indices), [float(x) for x in v.values])
+    return [float(x) for x in v]
+
+
 def _vectors(named: dict) -> dict:
-    return {n: qe.SparseVector(list(v.indices), [float(x) for x in v.values]) if isinstance(v, models.SparseVector)
-            else [float(x) for x in v] for n, v in named.items()}
+    return {n: _vector(v) for n, v in named.items()}
 
 
 def _query(query, using: str | None):
@@ -225,9 +231,7 @@ def _query(query, using: str | None):
         return qe.Fusion.Rrf(k=RRF_K)
     if isinstance(query, models.NearestQuery):
         query = query.nearest
-    if isinstance(query, models.SparseVector):
-        return qe.Query.Nearest(qe.SparseVector(list(query.indices), [float(x) for x in query.values]), using=using)
-    return qe.Query.Nearest([float(x) for x in query], using=using)
+    return qe.Query.Nearest(_vector(query), using=using)
 
 
 def _condition(c):

