@@ -19,11 +19,10 @@ import time
 from pathlib import Path
 from unittest import mock
 
-import torch
-
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import stages  # noqa: E402,F401  (the CPU pin the stages run under)
+import stages  # noqa: E402,F401,I001  (the CPU pin the stages run under: before torch is imported)
+import torch  # noqa: E402
 from reprolab.config import load_section  # noqa: E402
 from reprolab.llm import evaluate, generate  # noqa: E402
 from reprolab.llm.fewshot import ShotSelector  # noqa: E402
