@@ -46,6 +46,9 @@ def test_index_build_and_evaluation(tmp_path, monkeypatch, sample_data):
     assert sorted(d["id"] for d in manifest["documents"]) == ["docs/como-funciona-hotmart.txt",
                                                              "docs/dom-casmurro-capitulos-1-10.txt"]
 
+    # The served backend only: the compared local answerer takes ~4 min a pass (its committed rows are checked
+    # against evaluation.json by test_evidence).
+    cfg = cfg.model_copy(update={"compare_backends": []})
     rows, timings = evaluate(cfg, CORPUS, tmp_path / "index")
     again, _ = evaluate(cfg, CORPUS, tmp_path / "index")
     assert json.dumps(again) == json.dumps(rows)  # the DVC outputs rebuild byte for byte: no timing in them
@@ -56,3 +59,15 @@ def test_index_build_and_evaluation(tmp_path, monkeypatch, sample_data):
     assert head["hit@1"]["value"] <= head["hit@5"]["value"] and 0 < head["mrr"]["value"] <= 1
     assert {f"{cfg.rag.answer.backend}_tune", f"{cfg.rag.answer.backend}_en"} <= set(ev)
     assert len({r["id"] for r in rows}) == len(rows)  # one backend: one row per question
+
+
+def test_the_committed_evaluation_scores_every_compared_backend_on_the_reporting_half():
+    cfg = load_section("index", IndexConfig, REPO / "params.yaml")
+    evaluation = json.loads((REPO / "reports/rag/evaluation.json").read_text())
+    for backend in cfg.compare_backends:
+        for variant in (backend, f"{backend}_en"):
+            assert variant in evaluation["variants"], variant
+            # reporting half only: as many questions as the served backend's reporting rows
+            head = cfg.rag.answer.backend + variant.removeprefix(backend)
+            assert evaluation["variants"][variant]["hit@5"]["n"] == evaluation["variants"][head]["hit@5"]["n"]
+        assert f"{backend}_tune" not in evaluation["variants"]
