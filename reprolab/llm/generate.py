@@ -155,7 +155,7 @@ def generate_batched(
         early += dropped
         for row, i in enumerate(batch):
             toks = gen[row]
-            stop = (toks == tokenizer.eos_token_id) | (toks == tokenizer.pad_token_id)
+            stop = _ended(tokenizer, toks)
             length = int(stop.nonzero()[0, 0]) if stop.any() else len(toks)
             new_tokens += length
             text = tokenizer.decode(toks[:length], skip_special_tokens=True)
@@ -177,11 +177,9 @@ def generate_batched(
                       {"closed_by_budget": closed, "rows_dropped_early": early})
 
 
-def _is_done(tokenizer, toks: torch.Tensor) -> bool:
-    """A row is finished once it holds EOS or padding (generate pads after a stop) or one whole JSON object."""
-    if bool(((toks == tokenizer.eos_token_id) | (toks == tokenizer.pad_token_id)).any()):
-        return True
-    return first_json_object(tokenizer.decode(toks, skip_special_tokens=True)) is not None
+def _ended(tokenizer, toks: torch.Tensor) -> torch.Tensor:
+    """Where generated tokens are EOS or padding (`generate` pads a row after it stops)."""
+    return (toks == tokenizer.eos_token_id) | (toks == tokenizer.pad_token_id)
 
 
 def _decode(model, tokenizer, ids: torch.Tensor, mask: torch.Tensor, kwargs: dict, max_new_tokens: int,
@@ -196,7 +194,8 @@ def _decode(model, tokenizer, ids: torch.Tensor, mask: torch.Tensor, kwargs: dic
     """
     prompt_len = ids.shape[1]
     cache = kwargs["past_key_values"]
-    stop = StoppingCriteriaList([StopAfterJsonObject(tokenizer, prompt_len)])
+    json_done = StopAfterJsonObject(tokenizer, prompt_len)
+    stop = StoppingCriteriaList([json_done])
     out = torch.full((ids.shape[0], max_new_tokens), tokenizer.pad_token_id, dtype=torch.long)
     active = torch.arange(ids.shape[0])
     done_tokens, dropped = 0, 0
@@ -211,7 +210,9 @@ def _decode(model, tokenizer, ids: torch.Tensor, mask: torch.Tensor, kwargs: dic
         new = seqs[:, ids.shape[1]:]
         out[active, done_tokens : done_tokens + new.shape[1]] = new
         done_tokens += new.shape[1]
-        keep = [r for r in range(len(active)) if not _is_done(tokenizer, seqs[r, prompt_len:])]
+        # Finished: stopped (EOS, or padded after a stop) or holding one whole JSON object, the stopping rule.
+        done = _ended(tokenizer, seqs[:, prompt_len:]).any(dim=1) | json_done(seqs, None)
+        keep = (~done).nonzero().flatten().tolist()
         if len(keep) < len(active) and keep:
             dropped += len(active) - len(keep)
             index = torch.tensor(keep)
