@@ -13,7 +13,8 @@ them, so the grids cost nothing. The picks, on the tune half:
 - confident: the coverage that maximises balanced accuracy; answers below it are marked unsure;
 - other language: the dense floor, by the same rule as the refusal pair.
 How well the refusal rule generalises is estimated by repeated stratified 5-fold cross-validation inside the
-tune half (pick on four folds, count on the fifth). Copy the printed values into params.yaml.
+tune half (pick on four folds, count on the fifth), with the answer-type check (answer_type_check) as configured
+and the other way round. Copy the printed values into params.yaml.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ import numpy as np
 
 from reprolab.config import load_section, with_overrides
 from reprolab.evaluation.rag import load_labelled_set
+from reprolab.rag.answer_type import answer_type_gap
 from reprolab.rag.build import IndexConfig
 from reprolab.rag.engine import RagEngine
 
@@ -49,17 +51,29 @@ def signals(cfg: IndexConfig, index: Path | None) -> list[dict]:
                 ingest_samples(engine)
             rows = []
             for q in questions:
-                g = engine.answerer.ground(q.question, engine.retriever.retrieve(q.question))
+                passages = engine.retriever.retrieve(q.question)
+                g = engine.answerer.ground(q.question, passages)
+                # The answer-type check on the sentences the answer would quote, whatever the thresholds say.
+                terms = engine.answerer.analyzer.terms(q.question, question=True)
+                quoted = " ".join(s for _, s in engine.answerer.quotes(terms, passages)) if passages else ""
+                gap = answer_type_gap(q.question, quoted, cfg.rag.retrieval.language)
                 rows.append({"id": q.id, "half": q.half, "lang": q.lang, "answerable": q.answerable,
-                             "coverage": g.term_coverage, "dense": g.dense_score, "other": g.other_language})
+                             "coverage": g.term_coverage, "dense": g.dense_score, "other": g.other_language,
+                             "type_ok": g.other_language or gap is None})
         finally:
             engine.close()
     return rows
 
 
 def declined(rows: list[dict], cov: float, dense: float, other_dense: float) -> np.ndarray:
-    return np.array([not (r["dense"] >= other_dense if r["other"] else r["coverage"] >= cov and r["dense"] >= dense)
+    """A row's `type_ok` is its answer-type check, or True where the check is off (see `with_type_check`)."""
+    return np.array([not (r["dense"] >= other_dense if r["other"] else
+                          r["coverage"] >= cov and r["dense"] >= dense and r["type_ok"])
                      for r in rows], dtype=bool)
+
+
+def with_type_check(rows: list[dict], on: bool) -> list[dict]:
+    return rows if on else [dict(r, type_ok=True) for r in rows]
 
 
 def rates(rows: list[dict], cov: float, dense: float, other_dense: float) -> tuple[float, float, int, int]:
@@ -84,7 +98,9 @@ def pick_refusal(rows: list[dict], max_fr: float, covs=COVERAGES, denses=DENSES)
 
 
 def pick_confident(rows: list[dict]) -> float:
-    """The coverage of the best balanced accuracy, ties to the lower threshold."""
+    """The coverage of the best balanced accuracy, ties to the lower threshold. Coverage alone: "unsure" marks
+    an answer given on little of the question's wording, whatever the answer-type check declined."""
+    rows = with_type_check(rows, False)
     best = max(COVERAGES, key=lambda c: ((1 - rates(rows, c, -1.0, -1.0)[0] + rates(rows, c, -1.0, -1.0)[1]) / 2, -c))
     return float(best)
 
@@ -113,7 +129,9 @@ def main() -> None:
     args = parser.parse_args()
     cfg = with_overrides(load_section("index", IndexConfig, REPO / "params.yaml"),
                          [s.removeprefix("index.") for s in args.set], "--set")
-    rows = signals(cfg, args.index)
+    checked = signals(cfg, args.index)
+    type_check = cfg.rag.answer.answer_type_check
+    rows = with_type_check(checked, type_check)
     tune = [r for r in rows if r["half"] == "tune"]
     same, other = [r for r in tune if not r["other"]], [r for r in tune if r["other"]]
     cov, dense = pick_refusal(same, args.max_false_refusal)
@@ -122,14 +140,19 @@ def main() -> None:
     other_dense = pick_refusal([dict(r, other=False) for r in other], args.max_false_refusal, covs=[0.0])[1] \
         if other else -1.0
     cv_fr, cv_ud = cross_validate(same, args.max_false_refusal)
+    # The same estimate with the answer-type check the other way round, to show what it adds or costs.
+    flipped = [r for r in with_type_check(checked, not type_check) if r["half"] == "tune" and not r["other"]]
+    cv_fr_flip, cv_ud_flip = cross_validate(flipped, args.max_false_refusal)
     a = cfg.rag.answer
     now = (a.min_term_coverage, a.min_dense_score, a.min_dense_score_other_language)
     print(f"picked on the tune half ({len(same)} questions in the documents' language, {len(other)} in another):\n"
           f"  min_term_coverage: {cov}  min_dense_score: {dense}  confident_term_coverage: {confident}  "
           f"min_dense_score_other_language: {other_dense}\n"
           f"  (params.yaml now: {now[0]}, {now[1]}, {a.confident_term_coverage}, {now[2]})\n"
-          f"cross-validated inside the tune half (5 folds x 20): answerable declined {cv_fr:.3f}, "
-          f"unanswerable declined {cv_ud:.3f}")
+          f"cross-validated inside the tune half (5 folds x 20), answer-type check {'on' if type_check else 'off'}: "
+          f"answerable declined {cv_fr:.3f}, unanswerable declined {cv_ud:.3f}\n"
+          f"  the same with the check {'off' if type_check else 'on'}: answerable declined {cv_fr_flip:.3f}, "
+          f"unanswerable declined {cv_ud_flip:.3f}")
     print(f"{'slice':<14} {'thresholds':<12} {'answerable declined':>20} {'unanswerable declined':>22}")
     for half in ("tune", "report"):
         for lg in sorted({r["lang"] for r in rows}):

@@ -126,6 +126,33 @@ def test_refusal_counts_terms_answers_unsure_between_thresholds_and_decides_othe
     assert not Analyzer("portuguese").other_language("Qual é a capital da Austrália?")
 
 
+def test_answer_type_check_declines_quantity_questions_whose_quotes_hold_no_number_or_not_its_number():
+    from reprolab.rag.answer_type import answer_type_gap
+
+    assert answer_type_gap("Quantos templates de checkout existem?", "Há várias opções de templates.", "portuguese")
+    assert answer_type_gap("Quanto custa o checkout?", "O checkout é grátis e ilimitado.", "portuguese") is None
+    assert answer_type_gap("Qual é a taxa de parcelamento?", "A taxa é de 2,99% ao mês.", "portuguese") is None
+    assert answer_type_gap("Qual é a taxa cobrada?", "Uma taxa é cobrada por venda.", "portuguese")  # "uma": article
+    assert answer_type_gap("Como funciona a taxa?", "Uma taxa é cobrada por venda.", "portuguese") is None
+    assert "2022" in answer_type_gap("Quantos alunos havia em 2022?", "Eram 35 milhões de usuários em 2021.",
+                                     "portuguese")
+    assert answer_type_gap("Quantos alunos havia em 2021?", "Eram 35 milhões em 2021.", "portuguese") is None
+    assert answer_type_gap("Quais taxas acima de R$10?", "Produtos acima de R$100 pagam 9,9%.", "portuguese")
+    assert answer_type_gap("How many offices are there?", "Offices in Brazil and Spain.", "english")
+    assert answer_type_gap("How many offices are there?", "Offices in twelve countries.", "english") is None
+    assert answer_type_gap("Quantos escritórios?", "Nenhum número aqui.", "klingon") is None  # no patterns: no check
+
+    boleto = [Passage("d", "1", "O boleto bancário é compensado em poucos dias úteis. Não há taxa extra.", 0.0, 0.7)]
+    base = dict(min_term_coverage=0.3, min_dense_score=0.5, confident_term_coverage=0.6)
+    question = "Em quantas horas o boleto bancário é compensado?"
+    assert Answerer(AnswerConfig(**base), Analyzer("portuguese")).ground(question, boleto).answerable
+    checked = Answerer(AnswerConfig(**base, answer_type_check=True), Analyzer("portuguese")).ground(question, boleto)
+    assert not checked.answerable and not checked.quotes and "no number" in checked.type_gap
+    english = Answerer(AnswerConfig(**base, answer_type_check=True), Analyzer("portuguese")).ground(
+        "How many hours does the bank slip take to clear?", boleto)
+    assert english.other_language and english.answerable and english.type_gap is None  # not checked
+
+
 # --- the document index -----------------------------------------------------------------------------------------
 def test_ingest_is_idempotent_and_a_change_replaces_chunks(index):
     text = DOC.read_text(encoding="utf-8")[:6000]

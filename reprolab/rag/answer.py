@@ -4,8 +4,9 @@ Two steps, each reported as it is:
 1. Grounding (always): decide from retrieval evidence whether the documents hold the answer (the share of the
    question's content terms found in the best passage, and the best dense score; a question in another language
    than the analysis' shares no terms with the documents, so it is decided on the dense score alone; every
-   threshold is tuned on the labelled set's tune half, bench/rag_refusal.py), then quote the best-matching
-   sentences of the top passages with their numbers. The refusal threshold is set for few false refusals; an
+   threshold is tuned on the labelled set's tune half, bench/rag_refusal.py), and whether the sentences it
+   would quote hold the kind of answer asked for (a number for "quantos", answer_type.py); then quote those
+   best-matching sentences of the top passages with their numbers. The refusal threshold is set for few false refusals; an
    answer between it and the confident threshold is given, marked as unsure (`confident` false).
 2. Generation (backend `local` or `mistral`): the packaged SmolLM2-135M-Instruct or the Mistral API writes a
    short answer from the numbered passages. The response keeps its text (`generated`) apart from the
@@ -20,6 +21,7 @@ import re
 import threading
 from dataclasses import dataclass, field
 
+from reprolab.rag.answer_type import answer_type_gap
 from reprolab.rag.config import AnswerConfig
 from reprolab.rag.errors import GeneratorUnavailable
 from reprolab.rag.retrieval import Passage
@@ -41,6 +43,7 @@ class Grounding:
     quotes: list[tuple[int, str]] = field(default_factory=list)  # (citation number, sentence)
     confident: bool = False  # answerable and past the confident threshold; an unsure answer says so
     other_language: bool = False  # the question is not in the analysis' language: decided on the dense score
+    type_gap: str | None = None  # why the quotes cannot hold the kind of answer asked for (answer_type.py)
 
 
 @dataclass
@@ -82,14 +85,19 @@ class Answerer:
         coverage = max((term_coverage(q_terms, self.analyzer.terms(p.text)) for p in passages), default=0.0)
         dense = max((p.dense_score for p in passages if p.dense_score is not None), default=-1.0)
         other = self.analyzer.other_language(question)
+        quotes = self.quotes(q_terms, passages) if passages else []
+        gap = None
         if other:  # no shared words to count: the (multilingual, in production) embedder's score decides
             answerable = bool(passages) and dense >= cfg.min_dense_score_other_language
             confident = False
         else:
-            answerable = bool(passages) and coverage >= cfg.min_term_coverage and dense >= cfg.min_dense_score
+            if cfg.answer_type_check:
+                gap = answer_type_gap(question, " ".join(sentence for _, sentence in quotes), self.analyzer.language)
+            answerable = (bool(passages) and coverage >= cfg.min_term_coverage and dense >= cfg.min_dense_score
+                          and gap is None)
             confident = answerable and coverage >= cfg.confident_term_coverage
-        quotes = self.quotes(q_terms, passages) if answerable else []
-        return Grounding(answerable, round(coverage, 4), round(dense, 4), quotes, confident, other)
+        quotes = quotes if answerable else []
+        return Grounding(answerable, round(coverage, 4), round(dense, 4), quotes, confident, other, gap)
 
     def quotes(self, q_terms: set[str], passages: list[Passage]) -> list[tuple[int, str]]:
         """The sentences sharing most question terms; none sharing any (another language): the best passage's

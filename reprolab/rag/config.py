@@ -43,6 +43,8 @@ class AnswerConfig(StrictConfig):
     min_dense_score: float = Field(0.25, ge=-1, le=1)
     confident_term_coverage: float = Field(0.55, ge=0, le=1)
     min_dense_score_other_language: float = Field(0.3, ge=-1, le=1)
+    answer_type_check: bool = Field(False, description="decline when the quoted sentences cannot hold the kind of "
+                                    "answer asked for: no number for a quantity, or not the number the question names")
 
 
 class RagConfig(StrictConfig):

@@ -88,7 +88,8 @@ async def query(body: QueryIn, request: Request):
                            dense_score=p.dense_score)
                   for i, p in enumerate(result.passages, start=1)],
         grounding={"term_coverage": a.grounding.term_coverage, "dense_score": a.grounding.dense_score,
-                   "quotes": [{"n": n, "sentence": s} for n, s in a.grounding.quotes]},
+                   "quotes": [{"n": n, "sentence": s} for n, s in a.grounding.quotes],
+                   "type_gap": a.grounding.type_gap},
         timings_ms=result.timings_ms,
     )
 
