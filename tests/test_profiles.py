@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import shutil
+from pathlib import Path
+
 import pytest
 import yaml
 
 from reprolab.errors import ConfigError
 from reprolab.profiles import apply_profile
+
+REPO = Path(__file__).resolve().parents[1]
 
 BASE = """\
 # the embedded default
@@ -57,3 +62,18 @@ def test_with_overrides_sets_dotted_keys_and_names_an_unknown_one():
         with_overrides(TrainClipConfig(), ["train"], "train_clip")
     with pytest.raises(ConfigError, match="overrides"):
         with_overrides(TrainClipConfig(), ["train.epochs=many"], "train_clip")
+
+
+def test_the_production_profile_names_a_multilingual_text_embedder(tmp_path):
+    """Issue 13: questions in other languages than the documents' need a multilingual embedder in production."""
+    from reprolab.config import load_section
+    from reprolab.rag.build import IndexConfig
+
+    shutil.copy(REPO / "params.yaml", tmp_path / "params.yaml")
+    shutil.copy(REPO / "params.production.yaml", tmp_path / "params.production.yaml")
+    apply_profile("production", tmp_path / "params.yaml")
+    production = load_section("index", IndexConfig, tmp_path / "params.yaml")
+    embedded = load_section("index", IndexConfig, REPO / "params.yaml")
+    assert "multilingual" in production.rag.text_embedder
+    assert production.rag.text_embedder != embedded.rag.text_embedder
+    assert production.rag.answer == embedded.rag.answer  # only the embedder is overridden
