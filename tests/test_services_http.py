@@ -121,6 +121,7 @@ def test_ingest_query_reingest_and_replace(served):
 
     r = httpx.post(url + "/query", json={"question": "Qual é a capital da Austrália?"}, timeout=60)
     assert r.status_code == 200 and not r.json()["answerable"]
+    assert r.json()["grounding"]["type_gap"] is None  # declined on coverage; the answer-type check ships off
     assert "não contêm" in r.json()["answer"]
 
     # Re-ingesting the same document changes nothing.
