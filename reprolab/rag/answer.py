@@ -4,10 +4,11 @@ Two steps, each reported as it is:
 1. Grounding (always): decide from retrieval evidence whether the documents hold the answer (the share of the
    question's content terms found in the best passage, and the best dense score; a question in another language
    than the analysis' shares no terms with the documents, so it is decided on the dense score alone; every
-   threshold is tuned on the labelled set's tune half, bench/rag_refusal.py), and whether the sentences it
-   would quote hold the kind of answer asked for (a number for "quantos", answer_type.py); then quote those
-   best-matching sentences of the top passages with their numbers. The refusal threshold is set for few false refusals; an
-   answer between it and the confident threshold is given, marked as unsure (`confident` false).
+   threshold is tuned on the labelled set's tune half, bench/rag_refusal.py), then quote the best-matching
+   sentences of the top passages with their numbers. Whether those sentences hold the kind of answer asked for
+   (a number for "quantos", answer_type.py) is always reported (`type_gap`) and declines only with
+   `answer_type_check` on (off: docs/rag.md). The refusal threshold is set for few false refusals; an answer
+   between it and the confident threshold is given, marked as unsure (`confident` false).
 2. Generation (backend `local` or `mistral`): the packaged SmolLM2-135M-Instruct or the Mistral API writes a
    short answer from the numbered passages. The response keeps its text (`generated`) apart from the
    extractive quotes so the evaluation can score both. The default backend is `extractive`: on the reporting
@@ -43,7 +44,9 @@ class Grounding:
     quotes: list[tuple[int, str]] = field(default_factory=list)  # (citation number, sentence)
     confident: bool = False  # answerable and past the confident threshold; an unsure answer says so
     other_language: bool = False  # the question is not in the analysis' language: decided on the dense score
-    type_gap: str | None = None  # why the quotes cannot hold the kind of answer asked for (answer_type.py)
+    # Why the quoted sentences cannot hold the kind of answer asked for (answer_type.py), None when nothing is
+    # missing or the question is in another language; it declines only with `answer_type_check` on.
+    type_gap: str | None = None
 
 
 @dataclass
@@ -86,15 +89,14 @@ class Answerer:
         dense = max((p.dense_score for p in passages if p.dense_score is not None), default=-1.0)
         other = self.analyzer.other_language(question)
         quotes = self.quotes(q_terms, passages) if passages else []
-        gap = None
         if other:  # no shared words to count: the (multilingual, in production) embedder's score decides
+            gap = None
             answerable = bool(passages) and dense >= cfg.min_dense_score_other_language
             confident = False
         else:
-            if cfg.answer_type_check:
-                gap = answer_type_gap(question, " ".join(sentence for _, sentence in quotes), self.analyzer.language)
+            gap = answer_type_gap(question, " ".join(sentence for _, sentence in quotes), self.analyzer.language)
             answerable = (bool(passages) and coverage >= cfg.min_term_coverage and dense >= cfg.min_dense_score
-                          and gap is None)
+                          and (gap is None or not cfg.answer_type_check))
             confident = answerable and coverage >= cfg.confident_term_coverage
         quotes = quotes if answerable else []
         return Grounding(answerable, round(coverage, 4), round(dense, 4), quotes, confident, other, gap)
