@@ -14,7 +14,7 @@ retriever, on the same chunks, vectors and embedder.
 With --profile, py-spy samples the service during the concurrency-8 level and the table of where its CPU time
 went (self time by function, and by library) is printed.
 
-    python -m bench.rag [--requests 500] [--levels 1,8,32] [--profile]
+    python -m bench.rag [--requests 500] [--levels 1,8,32] [--profile] [--set index.key=value ...]
 
 The machine is shared: the load average is printed beside the table; compare ratios from one run only.
 """
@@ -95,15 +95,16 @@ def load_main(url: str, concurrency: int, requests: int, warmup: int) -> None:
 
 
 # --- set-up ---------------------------------------------------------------------------------------------------
-def build_index(tmp: Path):
-    from reprolab.config import load_section
+def build_index(tmp: Path, overrides: list[str] = ()):
+    from reprolab.config import load_section, with_overrides
     from reprolab.rag.build import IndexConfig
     from reprolab.rag.embedding import embedding_dim
     from reprolab.rag.engine import RagEngine
     from reprolab.rag.manifest import manifest_record
     from reprolab.rag.store import DENSE
 
-    cfg = load_section("index", IndexConfig, REPO / "params.yaml")
+    cfg = with_overrides(load_section("index", IndexConfig, REPO / "params.yaml"),
+                         [s.removeprefix("index.") for s in overrides], "--set")
     engine = RagEngine.open(cfg.rag, qdrant_path=tmp / "qdrant")
     try:
         for path in sorted(DOCS.glob("*.txt")):
@@ -195,6 +196,8 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=40)
     parser.add_argument("--levels", default="1,8,32")
     parser.add_argument("--profile", action="store_true", help="py-spy the service at concurrency 8")
+    parser.add_argument("--set", action="append", default=[],
+                        help="index.<key>=<value> override (YAML value), e.g. index.rag.text_embedder=...")
     parser.add_argument("--load", help=argparse.SUPPRESS)  # internal: run as the load generator against URL
     parser.add_argument("--concurrency", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -205,7 +208,7 @@ def main() -> None:
     rows, profile = [], None
     with tempfile.TemporaryDirectory() as tmp_name:
         tmp = Path(tmp_name)
-        cfg, chunks = build_index(tmp)
+        cfg, chunks = build_index(tmp, args.set)
         proc, url = start_service(tmp)
         try:
             for c in levels:
@@ -236,7 +239,7 @@ def main() -> None:
                                                                          args.warmup)))
 
     load = os.getloadavg()
-    print(f"\n{len(chunks)} chunks from {len(list(DOCS.glob('*.txt')))} documents; {args.requests} requests per "
+    print(f"\ntext embedder {cfg.rag.text_embedder}; {len(chunks)} chunks from {len(list(DOCS.glob('*.txt')))} documents; {args.requests} requests per "
           f"level after {args.warmup} warm-up; load average {load[0]:.1f} {load[1]:.1f} {load[2]:.1f} "
           f"on {os.cpu_count()} CPUs")
     print("| system | concurrency | requests | p50 ms | p95 ms | req/s | CPU ms a request |\n|---|---|---|---|---|---|---|")

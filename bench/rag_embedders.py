@@ -50,6 +50,7 @@ def run_embedder(cfg: IndexConfig, questions) -> dict:
             t0 = time.perf_counter()
             ingest_samples(engine)
             ingest_s = time.perf_counter() - t0
+            chunks = engine.client.count(cfg.rag.documents_collection).count
             embed_ms = []
             for q in questions:
                 t0 = time.perf_counter()
@@ -82,7 +83,7 @@ def run_embedder(cfg: IndexConfig, questions) -> dict:
             engine.close()
     return {"picked": picked, "cv_tune": {"false_refusal_rate": cv_fr, "unanswerable_declined_rate": cv_ud},
             "embed_question_ms_p50": round(statistics.median(embed_ms), 2), "ingest_s": round(ingest_s, 1),
-            "rows": evidence}
+            "chunks": chunks, "chunking": cfg.rag.chunking.model_dump(), "rows": evidence}
 
 
 def main() -> None:
@@ -110,7 +111,8 @@ def main() -> None:
         print(f"\n{name}: picked on the tune half {res['picked']}; cross-validated inside the tune half: answerable "
               f"declined {res['cv_tune']['false_refusal_rate']:.3f}, unanswerable declined "
               f"{res['cv_tune']['unanswerable_declined_rate']:.3f}; one question embedded in "
-              f"{res['embed_question_ms_p50']} ms (p50); {res['ingest_s']} s to ingest both documents")
+              f"{res['embed_question_ms_p50']} ms (p50); {res['ingest_s']} s to ingest both documents "
+              f"as {res['chunks']} chunks of {res['chunking']['chunk_size']} of its tokens")
         if name == base:
             continue
         for variant in sorted({r["variant"] for r in res["rows"]}):
