@@ -82,3 +82,36 @@ def test_the_document_index_and_hybrid_search_run_on_it(e5):
         assert all(p.dense_score is not None for p in hits)
     finally:
         client.close()
+
+
+def test_the_service_serves_an_e5_index_over_http_and_refuses_it_under_a_minilm_manifest(tmp_path):
+    """Both embedders give 384-d vectors: only the recorded embedder name tells their collections apart."""
+    import json
+
+    import httpx
+
+    from reprolab.config import load_section
+    from reprolab.rag.build import IndexConfig
+    from reprolab.rag.manifest import manifest_record
+    from tests.test_services_http import REPO, WRITE, Service, _env
+
+    rag = load_section("index", IndexConfig, REPO / "params.yaml").rag
+    e5_manifest = tmp_path / "manifest-e5.json"
+    e5_manifest.write_text(json.dumps(manifest_record(rag.model_copy(
+        update={"text_embedder": PACKAGED_MULTILINGUAL_EMBEDDER}), 384)))
+    svc = Service("services.app:app", _env(tmp_path, INDEX_MANIFEST=str(e5_manifest)), tmp_path)
+    try:
+        svc.wait()
+        for i, text in enumerate(PASSAGES):
+            r = httpx.post(svc.url + "/documents", json={"id": f"docs/p{i}.txt", "text": text}, headers=WRITE,
+                           timeout=60)
+            assert r.status_code == 200, r.text
+        body = httpx.post(svc.url + "/query", json={"question": "How many days do I have to ask for a refund?",
+                                                    "generate": False}, timeout=60).json()
+        assert body["passages"][0]["document_id"] == "docs/p1.txt", body
+    finally:
+        svc.stop()
+    minilm = Service("services.app:app", _env(tmp_path), tmp_path)  # params.yaml's manifest: MiniLM, also 384-d
+    with pytest.raises(RuntimeError, match="embedded with 'packaged:multilingual-e5-small'"):
+        minilm.wait()
+    minilm.stop()
