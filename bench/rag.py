@@ -239,7 +239,8 @@ def main() -> None:
                                                                          args.warmup)))
 
     load = os.getloadavg()
-    print(f"\ntext embedder {cfg.rag.text_embedder}; {len(chunks)} chunks from {len(list(DOCS.glob('*.txt')))} documents; {args.requests} requests per "
+    print(f"\ntext embedder {cfg.rag.text_embedder}; {len(chunks)} chunks from {len(list(DOCS.glob('*.txt')))} "
+          f"documents; {args.requests} requests per "
           f"level after {args.warmup} warm-up; load average {load[0]:.1f} {load[1]:.1f} {load[2]:.1f} "
           f"on {os.cpu_count()} CPUs")
     print("| system | concurrency | requests | p50 ms | p95 ms | req/s | CPU ms a request |\n|---|---|---|---|---|---|---|")

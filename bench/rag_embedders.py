@@ -27,8 +27,8 @@ from bench.rag_refusal import (
     REPO,
     cross_validate,
     ingest_samples,
-    pick_confident,
-    pick_refusal,
+    pick_thresholds,
+    signal_row,
     with_type_check,
 )
 from reprolab.config import load_section, with_overrides
@@ -57,20 +57,11 @@ def run_embedder(cfg: IndexConfig, questions) -> dict:
                 engine.embedder.get_query_embedding(q.question)
                 embed_ms.append((time.perf_counter() - t0) * 1e3)
             passages = {q.id: engine.retriever.retrieve(q.question) for q in questions}
-            signals = []
-            for q in questions:
-                g = engine.answerer.ground(q.question, passages[q.id])
-                signals.append({"id": q.id, "half": q.half, "lang": q.lang, "answerable": q.answerable,
-                                "coverage": g.term_coverage, "dense": g.dense_score, "other": g.other_language,
-                                "type_ok": g.type_gap is None})
+            signals = [signal_row(q, engine.answerer.ground(q.question, passages[q.id])) for q in questions]
             rows = with_type_check(signals, cfg.rag.answer.answer_type_check)
             tune = [r for r in rows if r["half"] == "tune"]
-            same, other = [r for r in tune if not r["other"]], [r for r in tune if r["other"]]
-            cov, dense = pick_refusal(same, 0.10)
-            other_dense = pick_refusal([dict(r, other=False) for r in other], 0.10, covs=[0.0])[1] if other else -1.0
-            picked = {"min_term_coverage": cov, "min_dense_score": dense, "confident_term_coverage": pick_confident(same),
-                      "min_dense_score_other_language": other_dense}
-            cv_fr, cv_ud = cross_validate(same, 0.10)
+            picked = pick_thresholds(tune, 0.10)
+            cv_fr, cv_ud = cross_validate([r for r in tune if not r["other"]], 0.10)
             answerer = Answerer(cfg.rag.answer.model_copy(update=picked), engine.answerer.analyzer)
 
             def ask(q, backend: str) -> RagOutcome:

@@ -48,15 +48,18 @@ def signals(cfg: IndexConfig, index: Path | None) -> list[dict]:
         try:
             if index is None:
                 ingest_samples(engine)
-            rows = []
-            for q in questions:
-                g = engine.answerer.ground(q.question, engine.retriever.retrieve(q.question))
-                rows.append({"id": q.id, "half": q.half, "lang": q.lang, "answerable": q.answerable,
-                             "coverage": g.term_coverage, "dense": g.dense_score, "other": g.other_language,
-                             "type_ok": g.type_gap is None})  # reported whether or not the check is on
+            rows = [signal_row(q, engine.answerer.ground(q.question, engine.retriever.retrieve(q.question)))
+                    for q in questions]
         finally:
             engine.close()
     return rows
+
+
+def signal_row(q, g) -> dict:
+    """One question's grounding signals: every refusal decision below is a threshold on them."""
+    return {"id": q.id, "half": q.half, "lang": q.lang, "answerable": q.answerable, "coverage": g.term_coverage,
+            "dense": g.dense_score, "other": g.other_language,
+            "type_ok": g.type_gap is None}  # reported whether or not the check is on
 
 
 def declined(rows: list[dict], cov: float, dense: float, other_dense: float) -> np.ndarray:
@@ -99,6 +102,16 @@ def pick_confident(rows: list[dict]) -> float:
     return float(best)
 
 
+def pick_thresholds(tune: list[dict], max_fr: float) -> dict:
+    """The four `index.rag.answer` thresholds picked on the tune half's rows (see the module's docstring)."""
+    same, other = [r for r in tune if not r["other"]], [r for r in tune if r["other"]]
+    cov, dense = pick_refusal(same, max_fr)
+    # Another language's questions are decided on the dense score alone: the same rule with no coverage floor.
+    other_dense = pick_refusal([dict(r, other=False) for r in other], max_fr, covs=[0.0])[1] if other else -1.0
+    return {"min_term_coverage": cov, "min_dense_score": dense, "confident_term_coverage": pick_confident(same),
+            "min_dense_score_other_language": other_dense}
+
+
 def cross_validate(rows: list[dict], max_fr: float, repeats: int = 20, folds: int = 5) -> tuple[float, float]:
     """(answerable declined, unanswerable declined) on held-out folds of `rows` when the pair is picked on the
     others: an estimate of the refusal rule's error on questions it was not tuned on."""
@@ -128,11 +141,8 @@ def main() -> None:
     rows = with_type_check(checked, type_check)
     tune = [r for r in rows if r["half"] == "tune"]
     same, other = [r for r in tune if not r["other"]], [r for r in tune if r["other"]]
-    cov, dense = pick_refusal(same, args.max_false_refusal)
-    confident = pick_confident(same)
-    # Another language's questions are decided on the dense score alone: the same rule with no coverage floor.
-    other_dense = pick_refusal([dict(r, other=False) for r in other], args.max_false_refusal, covs=[0.0])[1] \
-        if other else -1.0
+    picked = pick_thresholds(tune, args.max_false_refusal)
+    cov, dense, confident, other_dense = picked.values()
     cv_fr, cv_ud = cross_validate(same, args.max_false_refusal)
     # The same estimate with the answer-type check the other way round, to show what it adds or costs.
     flipped = [r for r in with_type_check(checked, not type_check) if r["half"] == "tune" and not r["other"]]
