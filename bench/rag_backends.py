@@ -64,7 +64,7 @@ def main() -> None:
         questions = [q for g in groups.values() for q in g[: args.limit]]
     rows, profile = [], []
     with tempfile.TemporaryDirectory() as tmp:
-        engine = RagEngine.open(cfg.rag, qdrant_path=Path(tmp) / "qdrant")
+        engine = RagEngine.open(cfg.rag, qdrant_path=Path(tmp) / "qdrant", engine="local")  # ties repeat
         try:
             ingest_samples(engine)
             for q in questions:

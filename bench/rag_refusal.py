@@ -44,7 +44,10 @@ def ingest_samples(engine: RagEngine) -> None:
 def signals(cfg: IndexConfig, index: Path | None) -> list[dict]:
     questions = load_labelled_set(REPO / cfg.labelled_set, (DOCS / Path(cfg.labelled_document).name).read_text())
     with tempfile.TemporaryDirectory() as tmp:
-        engine = RagEngine.open(cfg.rag, qdrant_path=(index or Path(tmp)) / "qdrant")
+        # A fresh index in qdrant-client's local mode: Edge orders tied points differently in each process, which
+        # moved this bench's figures from run to run.
+        engine = RagEngine.open(cfg.rag, qdrant_path=(index or Path(tmp)) / "qdrant",
+                                engine="edge" if index else "local")
         try:
             if index is None:
                 ingest_samples(engine)

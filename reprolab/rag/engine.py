@@ -74,8 +74,10 @@ class RagEngine:
     @classmethod
     def open(cls, config: RagConfig, qdrant_url: str | None = None, qdrant_path: str | Path | None = None,
              clip_model_dir: str | Path | None = None, mistral_api_key: str | None = None,
-             mistral_url: str | None = None, qdrant_api_key: str | None = None) -> RagEngine:
-        client = open_client(url=qdrant_url, path=qdrant_path, api_key=qdrant_api_key)
+             mistral_url: str | None = None, qdrant_api_key: str | None = None, engine: str = "edge") -> RagEngine:
+        """`engine`: the embedded engine for `qdrant_path` (reprolab.rag.store.open_client): `local` where figures
+        must repeat (ties in insertion order), Edge for serving."""
+        client = open_client(url=qdrant_url, path=qdrant_path, api_key=qdrant_api_key, engine=engine)
         try:
             return cls(config, client, load_text_embedder(config.text_embedder), load_clip(clip_model_dir),
                        mistral_api_key, mistral_url)
